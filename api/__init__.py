@@ -1,0 +1,1 @@
+"""FastAPI service and web page over the recsys search services."""
