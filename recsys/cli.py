@@ -1,10 +1,20 @@
 """Entry point of the ``recsys`` command."""
 
-# Each module registers its commands on the groups in recsys.commands.
-from recsys.commands import (
-    app,
-    corpus,  # noqa: F401,E402
-)
+import importlib
+
+from recsys.commands import app
+
+# Each module of recsys.commands registers its commands on the groups defined there.
+# To add a module, add one line to this list.
+COMMAND_MODULES = [
+    "bench",
+    "catalog",
+    "corpus",
+    "db",
+]
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"recsys.commands.{_name}")
 
 __all__ = ["app"]
 

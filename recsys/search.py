@@ -1,0 +1,396 @@
+"""The search services: who sings like this, what sounds like this, what is tagged so, and
+which song goes like this hum. The CLI and the API both call these; neither holds search logic.
+
+Every answer is a :class:`SearchAnswer` in the shape vector databases use
+(``results: [{id, score, payload}]``, ``took_ms``), plus a ``message`` when there is
+nothing close enough to show, and what a free-text query was understood as.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from embeddings import alignment, pitch
+from embeddings.base import l2_normalize
+from embeddings.windows import CONTOUR_HOP_SECONDS, cut
+from recsys.pipeline import (
+    MELODY_WINDOW,
+    PITCH_CONTOUR,
+    TAG_JOINT,
+    TIMBRE_ARTIST,
+    TIMBRE_TRACK,
+    Models,
+    analyse,
+)
+
+SPACES = {"timbre": TIMBRE_TRACK, "melody": MELODY_WINDOW, "tags": TAG_JOINT}
+NOTHING_CLOSE = "nothing in the catalog is close enough to this query"
+
+
+class SearchError(ValueError):
+    """A query that cannot be answered as asked (bad arguments); the API answers 4xx."""
+
+    status = 400
+
+
+class NotFoundError(SearchError):
+    status = 404
+
+
+@dataclass
+class Result:
+    id: int
+    score: float
+    payload: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "score": round(float(self.score), 4), "payload": self.payload}
+
+
+@dataclass
+class SearchAnswer:
+    results: list[Result]
+    took_ms: float = 0.0
+    message: str | None = None
+    understood: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"results": [r.as_dict() for r in self.results],
+                               "took_ms": round(self.took_ms, 2)}
+        if self.message:
+            out["message"] = self.message
+        if self.understood is not None:
+            out["understood"] = self.understood
+        out.update(self.extra)
+        return out
+
+
+def _timed(fn):
+    def wrapper(*args, **kwargs) -> SearchAnswer:
+        start = time.perf_counter()
+        answer = fn(*args, **kwargs)
+        answer.took_ms = (time.perf_counter() - start) * 1000
+        return answer
+
+    wrapper.__doc__, wrapper.__name__ = fn.__doc__, fn.__name__
+    return wrapper
+
+
+class SearchService:
+    """Answers queries over one catalog with one set of models (loaded lazily, once)."""
+
+    def __init__(self, catalog, models: Models | None = None, models_factory=None):
+        self.catalog = catalog
+        self._models = models
+        self._models_factory = models_factory
+        self._null_scores: dict[tuple[str, int], float] = {}
+        self._text_mapper = None
+
+    @property
+    def models(self) -> Models:
+        if self._models is None:
+            self._models = self._models_factory()
+        return self._models
+
+    # ----- who sings like this ---------------------------------------------------------
+
+    @_timed
+    def similar_singers(self, *, artist_id: int | None = None, track_id: int | None = None,
+                        clip: np.ndarray | None = None, limit: int = 10, offset: int = 0,
+                        filter: dict | None = None, score_threshold: float | None = None,
+                        tracks_per_artist: int = 3) -> SearchAnswer:
+        """Artists whose voice is closest to an artist, a track or a clip (timbre space)."""
+        given = sum(x is not None for x in (artist_id, track_id, clip))
+        if given != 1:
+            raise SearchError("give exactly one of artist_id, track_id or a clip")
+        exclude_artist = None
+        if artist_id is not None:
+            query = self._vector(TIMBRE_ARTIST, "artist", artist_id)
+            exclude_artist = artist_id
+        elif track_id is not None:
+            query = self._vector(TIMBRE_TRACK, "track", track_id)
+        else:
+            analysis = analyse(clip, self.models)
+            if analysis.timbre_track is None:
+                return SearchAnswer([], message="no singing was found in the clip")
+            query = analysis.timbre_track
+        hits = self.catalog.search(TIMBRE_ARTIST, query[None], limit=limit + 1 + offset,
+                                   filter=filter)[0]
+        hits = [h for h in hits if h.id != exclude_artist][offset: offset + limit]
+        threshold = self._threshold(TIMBRE_ARTIST, score_threshold)
+        results = []
+        for hit in hits:
+            if hit.score < threshold:
+                continue
+            closest = self.catalog.search(
+                TIMBRE_TRACK, query[None], limit=tracks_per_artist,
+                filter={"must": [{"key": "artist_id", "match": {"value": hit.id}}]},
+            )[0]
+            payload = dict(hit.payload)
+            payload["closest_tracks"] = [
+                {"id": t.id, "title": t.payload.get("title"), "score": round(t.score, 4)}
+                for t in closest
+            ]
+            results.append(Result(hit.id, hit.score, payload))
+        return self._answer(results)
+
+    # ----- what sounds like this -------------------------------------------------------
+
+    @_timed
+    def similar_tracks(self, track_id: int, *, space: str = "timbre", limit: int = 10,
+                       offset: int = 0, filter: dict | None = None,
+                       score_threshold: float | None = None) -> SearchAnswer:
+        """Tracks closest to a catalog track in one space (timbre, melody or tags)."""
+        if space not in SPACES:
+            raise SearchError(f"unknown space {space!r}; choose one of {sorted(SPACES)}")
+        self.catalog.get_track(track_id)  # NotFound when unknown
+        if space == "melody":
+            windows = self.catalog.window_vectors(MELODY_WINDOW, track_id)
+            if len(windows) == 0:
+                return SearchAnswer([], message="this track has no melody windows")
+            scores = self._melody_scores(windows, limit=(limit + offset + 1) * 5, filter=filter)
+        else:
+            vector = self._vector(SPACES[space], "track", track_id)
+            hits = self.catalog.search(SPACES[space], vector[None],
+                                       limit=limit + offset + 1, filter=filter)[0]
+            scores = {h.id: (h.score, h.payload) for h in hits}
+        scores.pop(track_id, None)
+        return self._ranked(scores, SPACES[space], limit, offset, score_threshold)
+
+    @_timed
+    def search_example(self, clip: np.ndarray, *, space: str = "timbre",
+                       weights: dict[str, float] | None = None, limit: int = 10,
+                       offset: int = 0, filter: dict | None = None,
+                       score_threshold: float | None = None) -> SearchAnswer:
+        """Tracks like a clip in one space, or in a weighted mix (``space="mix"``)."""
+        if space != "mix" and space not in SPACES:
+            raise SearchError(f"unknown space {space!r}; choose one of "
+                              f"{sorted(SPACES) + ['mix']}")
+        weights = weights or ({space: 1.0} if space != "mix" else
+                              {"timbre": 1.0, "melody": 1.0, "tags": 1.0})
+        if unknown := set(weights) - set(SPACES):
+            raise SearchError(f"unknown space(s) in weights: {sorted(unknown)}")
+        analysis = analyse(clip, self.models)
+        pool = (limit + offset) * 5
+        per_space: dict[str, dict[int, tuple[float, dict]]] = {}
+        for name, weight in weights.items():
+            if weight <= 0:
+                continue
+            if name == "timbre":
+                if analysis.timbre_track is None:
+                    continue
+                query = analysis.timbre_track
+            elif name == "tags":
+                query = analysis.tag_joint
+            else:
+                query = None
+            if name == "melody":
+                per_space[name] = self._melody_scores(
+                    analysis.melody_windows[analysis.voiced] if analysis.voiced.any()
+                    else analysis.melody_windows, limit=pool, filter=filter)
+            else:
+                hits = self.catalog.search(SPACES[name], query[None], limit=pool,
+                                           filter=filter)[0]
+                per_space[name] = {h.id: (h.score, h.payload) for h in hits}
+        if not per_space:
+            return SearchAnswer([], message="no singing was found in the clip")
+        if len(per_space) == 1:
+            (name, scores), = per_space.items()
+            return self._ranked(scores, SPACES[name], limit, offset, score_threshold)
+        return self._mixed(per_space, weights, limit, offset, score_threshold)
+
+    # ----- what is tagged so -----------------------------------------------------------
+
+    @_timed
+    def search_tags(self, *, tags: list[str] | None = None, not_tags: list[str] | None = None,
+                    text: str | None = None, min_tag_score: float = 0.5, limit: int = 10,
+                    offset: int = 0, filter: dict | None = None,
+                    score_threshold: float | None = None) -> SearchAnswer:
+        """Tracks carrying every tag in ``tags`` and none in ``not_tags`` (a track carries a
+        tag when its score is at least ``min_tag_score``), ranked by the joint audio-tag
+        space; free ``text`` is first mapped to tags and NOT tags."""
+        tags, not_tags = list(tags or []), list(not_tags or [])
+        understood = None
+        if text:
+            understood = self.text_mapper.understand(text)
+            tags += [t for t in understood["tags"] if t not in tags]
+            not_tags += [t for t in understood["not_tags"] if t not in not_tags]
+            if not tags and not not_tags:
+                return SearchAnswer([], message=f"no tag matches the text {text!r}",
+                                    understood=understood)
+        vocabulary = self.models.tagger.vocabulary
+        if unknown := [t for t in tags + not_tags if t not in vocabulary]:
+            raise SearchError(f"unknown tag(s) {unknown}; GET /tags lists the vocabulary")
+        if not tags and not not_tags:
+            raise SearchError("give at least one tag, NOT tag or text")
+        if overlap := set(tags) & set(not_tags):
+            raise SearchError(f"tag(s) {sorted(overlap)} are both required and excluded")
+        tag_filter = {
+            "must": [{"key": "tag", "match": {"value": t}, "min_score": min_tag_score}
+                     for t in tags],
+            "must_not": [{"key": "tag", "match": {"value": t}, "min_score": min_tag_score}
+                         for t in not_tags],
+        }
+        combined = _and_filters(tag_filter, filter)
+        multi_hot = np.zeros((1, len(vocabulary)), np.float32)
+        for t in tags:
+            multi_hot[0, vocabulary.index(t)] = 1.0
+        if tags:
+            query = self.models.tagger.embed_tags(multi_hot)
+            hits = self.catalog.search(TAG_JOINT, query, limit=limit + offset,
+                                       filter=combined)[0][offset:]
+            results = [Result(h.id, h.score, dict(h.payload)) for h in hits
+                       if score_threshold is None or h.score >= score_threshold]
+        else:  # only exclusions: list what is left, best-tagged first is meaningless
+            tracks = self.catalog.list_tracks(limit=limit, offset=offset, filter=combined)
+            results = [Result(t["id"], 1.0, t) for t in tracks]
+        answer = SearchAnswer(results, understood=understood)
+        if not results:
+            answer.message = "no track carries these tags"
+        return answer
+
+    @property
+    def text_mapper(self):
+        if self._text_mapper is None:
+            from embeddings.text import TextToTags
+
+            self._text_mapper = TextToTags(self.models.tagger.vocabulary)
+        return self._text_mapper
+
+    # ----- which song goes like this hum -----------------------------------------------
+
+    @_timed
+    def search_hum(self, clip: np.ndarray, *, limit: int = 10, offset: int = 0,
+                   filter: dict | None = None, candidates: int = 30,
+                   score_threshold: float | None = None) -> SearchAnswer:
+        """Songs whose sung melody matches a hum: melody-window candidates from the index,
+        re-ranked by key- and tempo-invariant alignment of pitch contours."""
+        melody = self.models.melody
+        hum_contour = np.asarray(melody.contour(clip), dtype=np.float32)
+        try:
+            pitch.require_melody(hum_contour)
+        except pitch.NoMelodyError as e:
+            return SearchAnswer([], message=f"no melody found: {e}")
+        windows = cut(clip)
+        vectors = melody.embed(windows.audio)
+        votes = self._melody_scores(vectors, limit=candidates, filter=filter, per_window=20)
+        ranked = []
+        for track_id, (vote, payload) in votes.items():
+            contour = self.catalog.track_array(PITCH_CONTOUR, track_id)
+            if contour is None:
+                continue
+            match = alignment.align(hum_contour, contour)
+            payload = dict(payload)
+            payload["match_start"] = round(match.start * CONTOUR_HOP_SECONDS, 2)
+            payload["match_end"] = round(match.end * CONTOUR_HOP_SECONDS, 2)
+            payload["embedding_score"] = round(vote, 4)
+            ranked.append(Result(track_id, match.score, payload))
+        ranked.sort(key=lambda r: -r.score)
+        threshold = score_threshold if score_threshold is not None else alignment.MIN_SCORE
+        results = [r for r in ranked if r.score >= threshold][offset: offset + limit]
+        return self._answer(results)
+
+    # ----- helpers ---------------------------------------------------------------------
+
+    def _vector(self, space: str, owner: str, owner_id: int) -> np.ndarray:
+        if owner == "artist":
+            self.catalog.get_artist(owner_id)
+        else:
+            self.catalog.get_track(owner_id)
+        vector = self.catalog.vector(space, owner_id)
+        if vector is None:
+            what = "artist" if owner == "artist" else "track"
+            raise SearchError(f"{what} {owner_id} has no {space} vector (no singing found)")
+        return vector
+
+    def _melody_scores(self, window_vectors: np.ndarray, *, limit: int,
+                       filter: dict | None, per_window: int = 50) -> dict:
+        """Window hits voted per track: the mean of each track's best hit per query window."""
+        hits = self.catalog.search(MELODY_WINDOW, l2_normalize(window_vectors),
+                                   limit=per_window, filter=filter)
+        best: dict[int, dict[int, float]] = defaultdict(dict)
+        payloads: dict[int, dict] = {}
+        for q, row in enumerate(hits):
+            for h in row:
+                track_id = h.payload["track_id"]
+                if h.score > best[track_id].get(q, -1.0):
+                    best[track_id][q] = h.score
+                    if track_id not in payloads or h.score >= payloads[track_id]["_best"]:
+                        payloads[track_id] = {**h.payload, "_best": h.score}
+        n_queries = max(len(hits), 1)
+        scores = {}
+        for track_id, per_query in best.items():
+            payload = {k: v for k, v in payloads[track_id].items() if k != "_best"}
+            scores[track_id] = (sum(per_query.values()) / n_queries, payload)
+        top = sorted(scores.items(), key=lambda kv: -kv[1][0])[:limit]
+        return dict(top)
+
+    def _ranked(self, scores: dict, space: str, limit: int, offset: int,
+                score_threshold: float | None) -> SearchAnswer:
+        threshold = self._threshold(space, score_threshold)
+        ordered = sorted(scores.items(), key=lambda kv: -kv[1][0])
+        results = [Result(i, s, p) for i, (s, p) in ordered if s >= threshold]
+        return self._answer(results[offset: offset + limit])
+
+    def _mixed(self, per_space, weights, limit, offset, score_threshold) -> SearchAnswer:
+        total = sum(weights[name] for name in per_space)
+        combined: dict[int, list] = {}
+        for name, scores in per_space.items():
+            floor = min((s for s, _ in scores.values()), default=0.0)
+            for track_id in {i for s in per_space.values() for i in s}:
+                score, payload = scores.get(track_id, (floor, None))
+                entry = combined.setdefault(track_id, [0.0, {}])
+                entry[0] += weights[name] / total * score
+                if payload:
+                    entry[1].update(payload)
+                    entry[1][f"{name}_score"] = round(score, 4)
+        scores = {i: (s, p) for i, (s, p) in combined.items()}
+        ordered = sorted(scores.items(), key=lambda kv: -kv[1][0])
+        threshold = score_threshold if score_threshold is not None else -1.0
+        results = [Result(i, s, p) for i, (s, p) in ordered if s >= threshold]
+        return self._answer(results[offset: offset + limit])
+
+    def _threshold(self, space: str, explicit: float | None) -> float:
+        if explicit is not None:
+            return explicit
+        return self.null_score(space)
+
+    def null_score(self, space: str) -> float:
+        """The similarity that 95 % of random pairs of catalog items stay under: a hit must
+        beat it to count as close (so an unrelated query gets "nothing close")."""
+        count = self.catalog.count(space)
+        key = (space, count)
+        if key not in self._null_scores:
+            if count < 8:
+                self._null_scores[key] = -1.0
+            else:
+                ids, vectors = self.catalog.sample_vectors(space, 2000)
+                rng = np.random.default_rng(0)
+                a = rng.integers(0, len(ids), 4000)
+                b = rng.integers(0, len(ids), 4000)
+                keep = ids[a] != ids[b]
+                sims = np.einsum("ij,ij->i", vectors[a[keep]], vectors[b[keep]])
+                self._null_scores[key] = float(np.quantile(sims, 0.95))
+        return self._null_scores[key]
+
+    def _answer(self, results: list[Result]) -> SearchAnswer:
+        return SearchAnswer(results, message=None if results else NOTHING_CLOSE)
+
+
+def _and_filters(a: dict | None, b: dict | None) -> dict | None:
+    if not b:
+        return a
+    if not a:
+        return b
+    if not isinstance(b, dict):
+        raise SearchError("filter must be a JSON object")
+    return {
+        "must": list(a.get("must", [])) + list(b.get("must", [])),
+        "must_not": list(a.get("must_not", [])) + list(b.get("must_not", [])),
+    }
