@@ -10,7 +10,13 @@ COMMAND_MODULES = [
     "bench",
     "catalog",
     "corpus",
+    "demo",
     "db",
+    "melody",
+    "separation",
+    "serve",
+    "tagging",
+    "timbre",
 ]
 
 for _name in COMMAND_MODULES:

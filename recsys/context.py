@@ -13,13 +13,10 @@ def open_catalog(settings: Settings | None = None):
     schema (Alembic) and with its indexes checked against SQL."""
     from index.catalog import Catalog
 
-    from index import migrate
-
     settings = settings or get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    migrate.upgrade(settings.sqlalchemy_url)
     return Catalog(settings.sqlalchemy_url, settings.index_dir,
-                   exact_max=settings.exact_index_max)
+                   exact_max=settings.exact_index_max, migrate=True)
 
 
 def open_service(settings: Settings | None = None, catalog=None,

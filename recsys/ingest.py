@@ -61,7 +61,7 @@ def ingest_one(source: SongSource, catalog, models: Models, report: IngestReport
     """Add one song; returns "added", "existing" or "failed" and records it in ``report``."""
     try:
         digest = content_hash(source.path) if data is None else _bytes_digest(data)
-        existing = catalog.find_track_by_hash(digest)
+        existing = catalog.track_id_for_hash(digest)
         if existing is not None:
             report.existing.append((source.path, existing))
             return "existing"

@@ -149,9 +149,9 @@ class SearchService:
         """Tracks closest to a catalog track in one space (timbre, melody or tags)."""
         if space not in SPACES:
             raise SearchError(f"unknown space {space!r}; choose one of {sorted(SPACES)}")
-        self.catalog.get_track(track_id)  # NotFound when unknown
+        self._track(track_id)
         if space == "melody":
-            windows = self.catalog.window_vectors(MELODY_WINDOW, track_id)
+            windows = self.catalog.window_vectors(MELODY_WINDOW, [track_id]).vectors
             if len(windows) == 0:
                 return SearchAnswer([], message="this track has no melody windows")
             scores = self._melody_scores(windows, limit=(limit + offset + 1) * 5, filter=filter)
@@ -247,9 +247,9 @@ class SearchService:
                                        filter=combined)[0][offset:]
             results = [Result(h.id, h.score, dict(h.payload)) for h in hits
                        if score_threshold is None or h.score >= score_threshold]
-        else:  # only exclusions: list what is left, best-tagged first is meaningless
+        else:  # only exclusions: what is left, in catalog order (no score to rank by)
             tracks = self.catalog.list_tracks(limit=limit, offset=offset, filter=combined)
-            results = [Result(t["id"], 1.0, t) for t in tracks]
+            results = [Result(t.id, 1.0, track_payload(t)) for t in tracks]
         answer = SearchAnswer(results, understood=understood)
         if not results:
             answer.message = "no track carries these tags"
@@ -282,7 +282,7 @@ class SearchService:
         votes = self._melody_scores(vectors, limit=candidates, filter=filter, per_window=20)
         ranked = []
         for track_id, (vote, payload) in votes.items():
-            contour = self.catalog.track_array(PITCH_CONTOUR, track_id)
+            contour = self.catalog.arrays(track_id, [PITCH_CONTOUR]).get(PITCH_CONTOUR)
             if contour is None:
                 continue
             match = alignment.align(hum_contour, contour)
@@ -298,16 +298,23 @@ class SearchService:
 
     # ----- helpers ---------------------------------------------------------------------
 
+    def _track(self, track_id: int):
+        track = self.catalog.get_track(track_id)
+        if track is None:
+            raise NotFoundError(f"no track with id {track_id}")
+        return track
+
     def _vector(self, space: str, owner: str, owner_id: int) -> np.ndarray:
         if owner == "artist":
-            self.catalog.get_artist(owner_id)
+            if self.catalog.get_artist(owner_id) is None:
+                raise NotFoundError(f"no artist with id {owner_id}")
         else:
-            self.catalog.get_track(owner_id)
-        vector = self.catalog.vector(space, owner_id)
-        if vector is None:
-            what = "artist" if owner == "artist" else "track"
-            raise SearchError(f"{what} {owner_id} has no {space} vector (no singing found)")
-        return vector
+            self._track(owner_id)
+        ids, vectors = self.catalog.all_vectors(space, owner_ids=[owner_id])
+        if len(ids) == 0:
+            raise SearchError(f"{owner} {owner_id} has no {space} vector (no singing was found "
+                              "in its audio)")
+        return vectors[0]
 
     def _melody_scores(self, window_vectors: np.ndarray, *, limit: int,
                        filter: dict | None, per_window: int = 50) -> dict:
@@ -364,13 +371,13 @@ class SearchService:
     def null_score(self, space: str) -> float:
         """The similarity that 95 % of random pairs of catalog items stay under: a hit must
         beat it to count as close (so an unrelated query gets "nothing close")."""
-        count = self.catalog.count(space)
+        count = sum(info.count for info in self.catalog.spaces() if info.space == space)
         key = (space, count)
         if key not in self._null_scores:
             if count < 8:
                 self._null_scores[key] = -1.0
             else:
-                ids, vectors = self.catalog.sample_vectors(space, 2000)
+                ids, vectors = self.catalog.all_vectors(space)
                 rng = np.random.default_rng(0)
                 a = rng.integers(0, len(ids), 4000)
                 b = rng.integers(0, len(ids), 4000)
@@ -384,13 +391,18 @@ class SearchService:
 
 
 def _and_filters(a: dict | None, b: dict | None) -> dict | None:
+    """Both filters must hold (filters nest: a filter is a valid condition)."""
     if not b:
         return a
     if not a:
         return b
-    if not isinstance(b, dict):
-        raise SearchError("filter must be a JSON object")
+    return {"must": [a, b]}
+
+
+def track_payload(track) -> dict[str, Any]:
+    """What a client is shown of a catalog track record."""
     return {
-        "must": list(a.get("must", [])) + list(b.get("must", [])),
-        "must_not": list(a.get("must_not", [])) + list(b.get("must_not", [])),
+        "track_id": track.id, "title": track.title, "artist": track.artist,
+        "artist_id": track.artist_id, "duration": round(track.duration, 2),
+        "tags": [t for t, score, _ in track.tags if score >= 0.5],
     }

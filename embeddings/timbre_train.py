@@ -1,0 +1,345 @@
+"""Contrastive training of the timbre encoder (Yakura, Watanabe & Goto, TASLP 2022, adapted).
+
+Each batch takes ``singers_per_batch`` singers and ``views`` windows of each, from
+different songs where the singer has them. Windows of the same singer are positives
+(supervised NT-Xent). Negatives are the other singers' windows **and** a pitch-shifted
+(same tempo) and a time-stretched (same pitch) copy of each anchor window, so that the
+embedding keeps timbre and singing style rather than register or tempo.
+
+The copies are made once with librosa (phase vocoder; slow) when the window set is built,
+and everything is cached as log-mel. Augmentation (gain, EQ tilt, small reverb, noise)
+is applied on the cached mel power, which is cheap and needs no waveform.
+
+This module takes arrays and labels; reading a corpus is the caller's job
+(``recsys train timbre``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from embeddings.timbre import TimbreConfig, TimbreNet
+from embeddings.voicing import voiced_windows
+from embeddings.windows import WINDOW_SAMPLES, cut
+
+PITCH_STEPS = (-4, -3, -2, 2, 3, 4)  # semitones; far enough to be a different register
+STRETCH_RATES = (0.75, 0.8, 0.85, 1.2, 1.25, 1.33)
+
+
+@dataclass
+class WindowSet:
+    """Cached log-mel windows with labels and their negative copies.
+
+    ``logmel (N, n_mels, frames)`` float16; ``singer (N,)`` and ``track (N,)`` int labels;
+    ``shifted`` / ``stretched`` the same shape as ``logmel`` (or ``None``): log-mel of the
+    pitch-shifted and time-stretched copy of each window.
+    """
+
+    logmel: np.ndarray
+    singer: np.ndarray
+    track: np.ndarray
+    shifted: np.ndarray | None = None
+    stretched: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.singer)
+
+    def save(self, path: str | os.PathLike) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {"logmel": self.logmel, "singer": self.singer, "track": self.track}
+        if self.shifted is not None:
+            arrays.update(shifted=self.shifted, stretched=self.stretched)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> WindowSet:
+        with np.load(path) as z:
+            return cls(
+                z["logmel"], z["singer"], z["track"],
+                z["shifted"] if "shifted" in z else None,
+                z["stretched"] if "stretched" in z else None,
+            )
+
+
+def pitch_shifted(window: np.ndarray, steps: float) -> np.ndarray:
+    """Same length, pitch moved by ``steps`` semitones (formants move with it)."""
+    import librosa
+
+    return librosa.effects.pitch_shift(window, sr=16000, n_steps=steps).astype(np.float32)
+
+
+def time_stretched(track: np.ndarray, start: int, rate: float) -> np.ndarray:
+    """``WINDOW_SAMPLES`` of ``track`` from ``start`` played ``rate`` times faster, same pitch.
+
+    The source span is ``rate`` windows long so the result fills one window.
+    """
+    import librosa
+
+    span = int(round(WINDOW_SAMPLES * rate))
+    # Slide the span back inside the track so the copy has no padded silence to give it away.
+    start = max(0, min(start, len(track) - span))
+    segment = track[start : start + span]
+    if len(segment) < span:
+        segment = np.pad(segment, (0, span - len(segment)))
+    out = librosa.effects.time_stretch(segment, rate=rate)
+    out = out[:WINDOW_SAMPLES]
+    return np.pad(out, (0, WINDOW_SAMPLES - len(out))).astype(np.float32)
+
+
+def build_window_set(
+    tracks: Sequence[np.ndarray | str | os.PathLike],
+    singers: Sequence[int],
+    config: TimbreConfig,
+    max_windows_per_track: int = 8,
+    copies: bool = True,
+    seed: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> WindowSet:
+    """Cut each vocal track into windows, keep up to ``max_windows_per_track`` voiced ones
+    (spread over the track), and cache their log-mel (plus negative copies if ``copies``).
+
+    ``tracks``: ``(samples,)`` 16 kHz vocals or paths to them; ``singers``: one int label per
+    track. Track ``i`` gets track label ``i``. Tracks without a voiced window are skipped.
+    """
+    from embeddings.audio import load
+
+    if len(tracks) != len(singers):
+        raise ValueError(f"{len(tracks)} tracks but {len(singers)} singer labels")
+    rng = np.random.default_rng(seed)
+    logmel = TimbreNet(config).logmel
+    mels, shifted, stretched, singer_out, track_out = [], [], [], [], []
+
+    def to_mel(batch: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return logmel(torch.from_numpy(np.asarray(batch, np.float32))).numpy().astype(
+                np.float16
+            )
+
+    for i, (track, singer) in enumerate(zip(tracks, singers, strict=True)):
+        audio = track if isinstance(track, np.ndarray) else load(track)
+        windows = cut(audio)
+        keep = np.flatnonzero(voiced_windows(windows.audio, track_vocals=audio))
+        if len(keep) > max_windows_per_track:
+            keep = keep[np.linspace(0, len(keep) - 1, max_windows_per_track).round().astype(int)]
+        if len(keep):
+            mels.append(to_mel(windows.audio[keep]))
+            singer_out += [singer] * len(keep)
+            track_out += [i] * len(keep)
+            if copies:
+                starts = (windows.starts[keep] * 16000).round().astype(int)
+                shifted.append(to_mel(np.stack([
+                    pitch_shifted(windows.audio[k], rng.choice(PITCH_STEPS)) for k in keep
+                ])))
+                stretched.append(to_mel(np.stack([
+                    time_stretched(audio, s, rng.choice(STRETCH_RATES)) for s in starts
+                ])))
+        if progress:
+            progress(1)
+    if not mels:
+        raise ValueError("no voiced window in any track: nothing to train on")
+    return WindowSet(
+        np.concatenate(mels), np.asarray(singer_out), np.asarray(track_out),
+        np.concatenate(shifted) if copies else None,
+        np.concatenate(stretched) if copies else None,
+    )
+
+
+def augment(logmel: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Mild, label-preserving changes on ``(B, n_mels, frames)`` log-mel: gain, EQ tilt,
+    a short exponential reverb tail and background noise, all in the mel power domain."""
+    b, n_mels, frames = logmel.shape
+
+    def u(lo, hi, *shape):
+        return lo + (hi - lo) * torch.rand(*shape, generator=gen)
+
+    power = logmel.float().exp()
+    # Small reverb: add a decaying echo of the past frames (RT ~0.1-0.4 s at 32 ms hops).
+    decay = u(0.3, 0.75, b, 1, 1)
+    wet = u(0.0, 0.3, b, 1, 1)
+    tail = torch.zeros_like(power)
+    acc = torch.zeros_like(power[..., 0])
+    for t in range(frames):
+        acc = acc * decay[..., 0] + power[..., t]
+        tail[..., t] = acc
+    power = power + wet * (tail - power)
+    # White-ish noise at 20-45 dB below the window's mean power.
+    level = power.mean(dim=(1, 2), keepdim=True) * 10 ** (-u(20, 45, b, 1, 1) / 10)
+    power = power + level * torch.rand(b, n_mels, frames, generator=gen)
+    tilt = u(-0.5, 0.5, b, 1, 1) * torch.linspace(-1, 1, n_mels).view(1, -1, 1)
+    gain = u(-1.0, 1.0, b, 1, 1)
+    return torch.log(power + 1e-6) + tilt + gain
+
+
+def contrastive_loss(
+    z: torch.Tensor, labels: torch.Tensor, negatives: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """Supervised NT-Xent with extra negatives.
+
+    ``z (B, d)`` unit anchors, ``labels (B,)`` singers (each label at least twice),
+    ``negatives (M, d)`` unit vectors that are never positives (the pitch/tempo copies).
+    """
+    sim = z @ z.T / temperature
+    self_mask = torch.eye(len(z), dtype=torch.bool, device=z.device)
+    sim = sim.masked_fill(self_mask, float("-inf"))
+    logits = torch.cat([sim, z @ negatives.T / temperature], dim=1)
+    log_prob = logits.log_softmax(dim=1)[:, : len(z)]
+    positive = (labels[:, None] == labels[None, :]) & ~self_mask
+    return -(log_prob.masked_fill(~positive, 0).sum(1) / positive.sum(1).clamp(min=1)).mean()
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 3000
+    singers_per_batch: int = 16
+    views: int = 2  # windows per singer per batch (positives of each other)
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    temperature: float = 0.1
+    copies: bool = True  # pitch-shift / time-stretch negatives
+    augment: bool = True
+    eval_every: int = 250
+    seed: int = 0
+
+
+def sample_batch(data: WindowSet, cfg: TrainConfig, rng: np.random.Generator):
+    """Indices ``(P * views,)`` of anchor windows and their singer labels."""
+    singers, counts = np.unique(data.singer, return_counts=True)
+    singers = singers[counts >= 2]
+    chosen = rng.choice(singers, size=min(cfg.singers_per_batch, len(singers)), replace=False)
+    idx = []
+    for s in chosen:
+        rows = np.flatnonzero(data.singer == s)
+        tracks = np.unique(data.track[rows])
+        # Prefer views from different songs, so "same singer" is not "same song".
+        if len(tracks) >= cfg.views:
+            picks = rng.choice(tracks, size=cfg.views, replace=False)
+            idx += [rng.choice(rows[data.track[rows] == t]) for t in picks]
+        else:
+            idx += list(rng.choice(rows, size=cfg.views, replace=len(rows) < cfg.views))
+    idx = np.asarray(idx)
+    return idx, data.singer[idx]
+
+
+def same_singer_retrieval(vectors: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Leave-one-out retrieval over unit ``vectors (n, d)`` with singer ``labels (n,)``:
+    top-1 accuracy and mean average precision (scikit-learn) over the queries that have at
+    least one other item of their singer."""
+    from sklearn.metrics import average_precision_score
+
+    vectors = np.asarray(vectors, dtype=np.float32)
+    labels = np.asarray(labels)
+    sims = vectors @ vectors.T
+    top1, aps = [], []
+    for i in range(len(vectors)):
+        others = np.arange(len(vectors)) != i
+        relevant = labels[others] == labels[i]
+        if not relevant.any():
+            continue
+        scores = sims[i, others]
+        top1.append(float(relevant[np.argmax(scores)]))
+        aps.append(average_precision_score(relevant, scores))
+    if not top1:
+        return {"top1": float("nan"), "map": float("nan"), "n_queries": 0}
+    return {"top1": float(np.mean(top1)), "map": float(np.mean(aps)), "n_queries": len(top1)}
+
+
+@torch.no_grad()
+def evaluate(model: TimbreNet, data: WindowSet, batch_size: int = 128) -> dict[str, float]:
+    """Track-level same-singer retrieval on ``data`` (mean of each track's window vectors),
+    and how far the pitch/tempo copies sit from their anchors (cosine similarities)."""
+    model.eval()
+
+    def emb(x):
+        return torch.cat([
+            model.embed_logmel(torch.from_numpy(x[i : i + batch_size]).float())
+            for i in range(0, len(x), batch_size)
+        ]).numpy()
+
+    z = emb(data.logmel)
+    tracks = np.unique(data.track)
+    vecs = np.stack([z[data.track == t].mean(0) for t in tracks])
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    labels = np.array([data.singer[data.track == t][0] for t in tracks])
+    out = same_singer_retrieval(vecs, labels)
+    if data.shifted is not None:
+        out["cos_shifted"] = float((z * emb(data.shifted)).sum(1).mean())
+        out["cos_stretched"] = float((z * emb(data.stretched)).sum(1).mean())
+        # Same singer, other track: what the copies should score below.
+        same = [
+            float(z[i] @ z[(data.singer == data.singer[i]) & (data.track != data.track[i])].mean(0))
+            for i in range(len(z))
+            if ((data.singer == data.singer[i]) & (data.track != data.track[i])).any()
+        ]
+        out["cos_same_singer"] = float(np.mean(same)) if same else float("nan")
+    model.train()
+    return out
+
+
+def train(
+    model: TimbreNet,
+    data: WindowSet,
+    cfg: TrainConfig,
+    val: WindowSet | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+    on_eval: Callable[[int, dict], None] | None = None,
+    checkpoint: Callable[[TimbreNet, dict], None] | None = None,
+) -> list[dict]:
+    """Train ``model`` in place for ``cfg.steps`` steps; every ``cfg.eval_every`` steps
+    evaluate on ``val`` and call ``checkpoint(model, metrics)`` when val mAP improves (or
+    every time, when ``val`` has no singer with two tracks).
+    Returns the evaluation history."""
+    if cfg.copies and data.shifted is None:
+        raise ValueError("cfg.copies is set but the window set was built without copies")
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    warmup = max(1, cfg.steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (
+        1 + np.cos(np.pi * min(s, cfg.steps) / cfg.steps)))
+    history, best = [], -1.0
+    model.train()
+    start = time.time()
+    for step in range(1, cfg.steps + 1):
+        idx, labels = sample_batch(data, cfg, rng)
+        x = torch.from_numpy(data.logmel[idx]).float()
+        parts = [x]
+        if cfg.copies:
+            anchors = idx[:: cfg.views]  # one copy pair per singer keeps the batch small
+            parts += [torch.from_numpy(data.shifted[anchors]).float(),
+                      torch.from_numpy(data.stretched[anchors]).float()]
+        batch = torch.cat(parts)
+        if cfg.augment:
+            batch = augment(batch, gen)
+        z = model.embed_logmel(batch)
+        loss = contrastive_loss(z[: len(idx)], torch.from_numpy(labels), z[len(idx) :],
+                                cfg.temperature)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if on_step:
+            on_step(step, loss.item())
+        if val is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
+            metrics = {"step": step, "loss": loss.item(), "seconds": time.time() - start,
+                       **evaluate(model, val)}
+            history.append(metrics)
+            if on_eval:
+                on_eval(step, metrics)
+            # Without a val query (one track per singer) the latest weights are kept.
+            score = metrics["map"] if np.isfinite(metrics["map"]) else float(step)
+            if checkpoint and score > best:
+                best = score
+                checkpoint(model, metrics)
+    model.eval()
+    return history

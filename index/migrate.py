@@ -1,0 +1,70 @@
+"""Alembic migrations driven from code, so ``recsys db upgrade`` works from any directory and
+from an installed package (the scripts live in the ``migrations`` package)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.exc import SQLAlchemyError
+
+from index.db import DatabaseError, make_engine
+
+
+def migrations_dir() -> Path:
+    spec = importlib.util.find_spec("migrations")
+    if spec is None or not spec.submodule_search_locations:
+        raise DatabaseError("the 'migrations' package is not installed")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def alembic_config(url: str | None = None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    if url is not None:
+        # attributes, not main options: a URL may contain '%', which ini interpolation breaks
+        cfg.attributes["url"] = url
+    return cfg
+
+
+def _run(fn, url: str, revision: str) -> None:
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            cfg = alembic_config(url)
+            cfg.attributes["connection"] = conn
+            fn(cfg, revision)
+    except SQLAlchemyError as e:
+        raise DatabaseError(f"migration to {revision!r} failed: {e}") from e
+    finally:
+        engine.dispose()
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Migrate the database at ``url`` up to ``revision`` (creating the tables if needed)."""
+    _run(command.upgrade, url, revision)
+
+
+def downgrade(url: str, revision: str) -> None:
+    """Migrate down to ``revision`` (``"base"``: no tables left)."""
+    _run(command.downgrade, url, revision)
+
+
+def head_revision() -> str:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(url: str) -> str | None:
+    """The database's revision, or None for an empty database."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    except SQLAlchemyError as e:
+        raise DatabaseError(f"cannot reach the database: {e}") from e
+    finally:
+        engine.dispose()

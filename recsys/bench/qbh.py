@@ -1,0 +1,373 @@
+"""Query-by-humming bench: hum queries against the catalog's own (separated) vocals.
+
+Catalog: every corpus song with vocals (all splits), vocals separated from the mixture by
+the chosen separator, cut into 3 s windows. Queries: hum queries of one split, keeping
+only those hummed by a voice other than the target song's singer. Three systems, each
+timed per query on this machine:
+
+- ``dtw``: the hum's pitch contour aligned against every catalog track (exhaustive
+  subsequence DTW, ``embeddings.alignment``); the no-learning baseline.
+- ``tcae``: hum windows -> TCAE embeddings -> FAISS (exact inner product) top-N windows ->
+  votes per track (sum over hum windows of each track's best window similarity).
+- ``tcae_dtw``: ``tcae``'s top-K tracks re-ranked by the DTW alignment; the rest follow in
+  vote order. This is the path the search service runs.
+
+Latency of a system = the sum of its measured components for that query (pitch contour,
+embedding, FAISS search + votes, alignments). Scaling: window vectors are replicated with
+small perturbations up to the window count of 1k/2k/5k songs and the search + votes step is
+re-timed there; exhaustive DTW scales by its measured per-track time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from recsys.bench.result import BenchResult
+
+SEPARATOR_ORDER = ("bsrnn", "repet_sim")
+MIN_VOICED_WINDOW_S = 0.5  # catalog windows with less voice are not indexed
+
+
+@dataclass
+class CatalogTrack:
+    song_id: str
+    tune_id: str
+    contour: np.ndarray  # (frames,) MIDI at 10 ms, NaN unvoiced
+    embeddings: np.ndarray  # (n, dim) of the indexed (voiced) windows
+    starts: np.ndarray  # (n,) seconds
+
+
+@dataclass
+class QueryOutcome:
+    ranks: dict[str, float] = field(default_factory=dict)  # system -> 1-based rank or inf
+    ms: dict[str, float] = field(default_factory=dict)  # system -> latency
+    parts: dict[str, float] = field(default_factory=dict)  # component -> ms
+
+
+def resolve_separator(name: str):
+    """``"auto"``: BSRNN if its weights load, else REPET-SIM; ``"clean"``: the corpus' clean
+    vocal stems (no separation, an upper bound). Returns ``(label, separator or None)``."""
+    from embeddings.registry import load_separator
+
+    if name == "clean":
+        return "clean", None
+    errors = []
+    for candidate in SEPARATOR_ORDER if name == "auto" else (name,):
+        try:
+            sep = load_separator(candidate)
+            return getattr(sep, "version", candidate), sep
+        except Exception as e:  # missing module or weights: fall through to the next one
+            errors.append(f"{candidate}: {e}")
+    raise RuntimeError("no separator could be loaded (" + "; ".join(errors) + ")")
+
+
+def _vocals(song, separator, label: str, cache: Path) -> np.ndarray:
+    from embeddings import audio
+
+    if separator is None:
+        return audio.load(song.vocals)
+    path = cache / "vocals" / label / f"{song.song_id}.wav"
+    if path.exists():
+        return audio.load(path)
+    vocals, _ = separator.separate(audio.load(song.mixture))
+    audio.save(path, vocals)
+    return vocals
+
+
+def build_catalog(songs, separator, label: str, encoder, cache: Path,
+                  progress: Callable[[int, int], None] | None = None) -> list[CatalogTrack]:
+    """Separate (cached), extract contours and window embeddings of every song."""
+    from embeddings.windows import CONTOUR_HOP_SECONDS, cut
+
+    tracks = []
+    for i, song in enumerate(songs):
+        path = cache / "features" / label / f"{song.song_id}.{encoder.version}.npz"
+        if path.exists():
+            z = np.load(path)
+            contour, emb, starts = z["contour"], z["embeddings"], z["starts"]
+        else:
+            vocals = _vocals(song, separator, label, cache)
+            contour = encoder.contour(vocals)
+            windows = cut(vocals)
+            per = int(round(windows.audio.shape[1] / 16000 / CONTOUR_HOP_SECONDS))
+            keep = []
+            for j, start in enumerate(windows.starts):
+                a = int(round(start / CONTOUR_HOP_SECONDS))
+                if np.isfinite(contour[a : a + per]).sum() * CONTOUR_HOP_SECONDS >= (
+                    MIN_VOICED_WINDOW_S
+                ):
+                    keep.append(j)
+            keep = np.array(keep, dtype=int)
+            emb = (encoder.embed(windows.audio[keep]) if len(keep)
+                   else np.zeros((0, encoder.dim), np.float32))
+            starts = windows.starts[keep]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp.npz")
+            np.savez(tmp, contour=contour, embeddings=emb, starts=starts)
+            tmp.replace(path)
+        tracks.append(CatalogTrack(song.song_id, song.tune_id, contour, emb, starts))
+        if progress:
+            progress(i + 1, len(songs))
+    return tracks
+
+
+class WindowIndex:
+    """Exact inner-product FAISS index of window vectors, with their track numbers."""
+
+    def __init__(self, vectors: np.ndarray, track_of: np.ndarray, n_tracks: int,
+                 starts: np.ndarray | None = None):
+        import faiss
+
+        self.starts = starts  # (n,) seconds of each window in its track
+
+        self.index = faiss.IndexFlatIP(vectors.shape[1])
+        self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        self.track_of = track_of
+        self.n_tracks = n_tracks
+
+    def votes(self, queries: np.ndarray, per_window: int = 50, hits: bool = False):
+        """``(m, dim)`` hum window vectors -> ``(n_tracks,)`` vote score (higher better):
+        the sum over hum windows of each track's best similarity among the top hits.
+        With ``hits``, also the raw ``(sims, ids)`` of the search, ``(m, per_window)`` each."""
+        sims, ids = self.index.search(np.ascontiguousarray(queries, np.float32), per_window)
+        score = np.zeros(self.n_tracks, dtype=np.float64)
+        touched = np.zeros(self.n_tracks, dtype=bool)
+        for row_s, row_i in zip(sims, ids, strict=True):
+            ok = row_i >= 0
+            best = np.full(self.n_tracks, -np.inf)
+            np.maximum.at(best, self.track_of[row_i[ok]], row_s[ok])
+            hit = np.isfinite(best)
+            score[hit] += best[hit]
+            touched[hit] = True
+        score[~touched] = -np.inf  # tracks no hum window hit are not candidates
+        return (score, sims, ids) if hits else score
+
+
+def _around_hits(ref, track: int, index: WindowIndex, sims, ids, hum_s: float):
+    """``ref`` cropped to its best-matching windows (the 3 best hits), padded by 1.5 hum
+    lengths on each side (tempo errors up to ~1.4x and the hum's window offset)."""
+    mask = (ids >= 0) & (index.track_of[np.maximum(ids, 0)] == track)
+    if not mask.any():
+        return ref
+    best = np.argsort(-sims[mask])[:3]
+    starts = index.starts[ids[mask][best]]
+    pad = 1.5 * hum_s
+    return ref.crop(float(starts.min()) - pad, float(starts.max()) + 3.0 + pad)
+
+
+def _rank_of(order: list[int], target: set[int]) -> float:
+    for r, t in enumerate(order, 1):
+        if t in target:
+            return float(r)
+    return float("inf")
+
+
+def _summary(outcomes: list[QueryOutcome], system: str) -> dict[str, float]:
+    ranks = np.array([o.ranks[system] for o in outcomes])
+    ms = np.array([o.ms[system] for o in outcomes])
+    return {
+        "mrr": round(float(np.mean(1.0 / ranks)), 4),
+        "top1": round(float(np.mean(ranks <= 1)), 4),
+        "top10": round(float(np.mean(ranks <= 10)), 4),
+        "p50_ms": round(float(np.percentile(ms, 50)), 1),
+        "p95_ms": round(float(np.percentile(ms, 95)), 1),
+    }
+
+
+def search_one(hum: np.ndarray, tracks: list[CatalogTrack], prepared, index: WindowIndex,
+               encoder, config, rerank_k: int, per_window: int, run_dtw: bool = True,
+               crop: bool = True):
+    """Run the three systems for one hum.
+
+    Returns ``({system: track order}, {part: ms}, has_melody, hum window embeddings)``.
+
+    An order lists track numbers best first; a hum without melody gives an empty order for
+    the systems that check it (``dtw``, ``tcae_dtw``), which is the service's answer too.
+    """
+    from embeddings import alignment, pitch
+    from embeddings.windows import cut
+
+    parts: dict[str, float] = {}
+    orders: dict[str, list[int]] = {}
+    t = time.perf_counter()
+    contour = encoder.contour(hum)
+    parts["contour"] = (time.perf_counter() - t) * 1e3
+    try:
+        pitch.require_melody(contour)
+        has_melody = True
+    except pitch.NoMelodyError:
+        has_melody = False
+
+    t = time.perf_counter()
+    emb = encoder.embed(cut(hum).audio)
+    parts["embed"] = (time.perf_counter() - t) * 1e3
+    t = time.perf_counter()
+    votes, sims, ids = index.votes(emb, per_window, hits=True)
+    voted = [int(i) for i in np.argsort(-votes, kind="stable") if np.isfinite(votes[i])]
+    parts["search"] = (time.perf_counter() - t) * 1e3
+    orders["tcae"] = voted
+
+    t = time.perf_counter()
+    if has_melody:
+        top = {i: _around_hits(prepared[i], i, index, sims, ids, len(hum) / 16000)
+               if crop else prepared[i] for i in voted[:rerank_k]}
+        # the service also locates the matched span of the tracks it returns (rank()); the
+        # bench needs the order only, and times the span search of the best one
+        head = [i for i, _ in alignment.costs(contour, top, config)]
+        if head:
+            alignment.rank(contour, {head[0]: top[head[0]]}, config, limit=1)
+        orders["tcae_dtw"] = head + [i for i in voted if i not in set(head)]
+    else:
+        orders["tcae_dtw"] = []
+    parts["rerank"] = (time.perf_counter() - t) * 1e3
+
+    if run_dtw:
+        t = time.perf_counter()
+        if has_melody:
+            orders["dtw"] = [i for i, _ in alignment.costs(contour, dict(enumerate(prepared)),
+                                                           config)]
+        else:
+            orders["dtw"] = []
+        parts["dtw"] = (time.perf_counter() - t) * 1e3
+    return orders, parts, has_melody, emb
+
+
+def run(
+    corpus_dir: Path,
+    split: str = "test",
+    separator: str = "auto",
+    model: str = "tcae",
+    max_queries: int | None = None,
+    rerank_k: int = 10,
+    crop: bool = True,
+    per_window: int = 50,
+    scale_songs: tuple[int, ...] = (1000, 2000, 5000),
+    cache: Path = Path("data/cache/qbh"),
+    progress: Callable[[str, int, int], None] | None = None,
+) -> BenchResult:
+    """The QBH bench on ``corpus_dir``; see the module docstring."""
+    import faiss
+
+    from embeddings import alignment
+    from embeddings.audio import load
+    from embeddings.registry import load_melody
+    from recsys.corpus import Corpus
+
+    faiss.omp_set_num_threads(1)  # one query at a time: threads only add overhead here
+    report = progress or (lambda *_: None)
+    corpus = Corpus(corpus_dir)
+    songs = [s for s in corpus.songs() if not s.instrumental]
+    by_id = {s.song_id: s for s in songs}
+    queries = [q for q in corpus.queries(split) if q.song_id in by_id]
+    n_all_queries = len(queries)
+    queries = [q for q in queries if q.voice != by_id[q.song_id].voice]
+    queries.sort(key=lambda q: hashlib.sha1(q.query_id.encode()).hexdigest())
+    if max_queries:
+        queries = queries[:max_queries]
+    if not queries:
+        raise ValueError(f"no {split} hum queries in {corpus_dir}")
+
+    label, sep = resolve_separator(separator)
+    encoder = load_melody(model)
+    tracks = build_catalog(songs, sep, label, encoder, Path(cache),
+                           progress=lambda d, t: report("catalog", d, t))
+    config = alignment.AlignConfig()
+    prepared = [alignment.prepare(t.contour, config.hop_s) for t in tracks]
+    vectors = np.concatenate([t.embeddings for t in tracks])
+    track_of = np.concatenate([np.full(len(t.embeddings), i) for i, t in enumerate(tracks)])
+    starts = np.concatenate([t.starts for t in tracks])
+    index = WindowIndex(vectors, track_of, len(tracks), starts)
+    row_of = {t.song_id: i for i, t in enumerate(tracks)}
+
+    outcomes, no_melody, hum_embs, hum_parts = [], 0, [], []
+    for n, q in enumerate(queries, 1):
+        hum = load(q.path)
+        orders, parts, has_melody, emb = search_one(hum, tracks, prepared, index, encoder, config,
+                                               rerank_k, per_window, crop=crop)
+        no_melody += not has_melody
+        target = {row_of[q.song_id]}
+        o = QueryOutcome(parts=parts)
+        for system in ("dtw", "tcae", "tcae_dtw"):
+            o.ranks[system] = _rank_of(orders[system], target)
+        o.ms["dtw"] = parts["contour"] + parts["dtw"]
+        o.ms["tcae"] = parts["embed"] + parts["search"]
+        o.ms["tcae_dtw"] = parts["contour"] + parts["embed"] + parts["search"] + parts["rerank"]
+        outcomes.append(o)
+        if n <= 64:
+            hum_embs.append(emb)
+            hum_parts.append(parts)
+        report("queries", n, len(queries))
+
+    systems = {s: _summary(outcomes, s) for s in ("dtw", "tcae", "tcae_dtw")}
+    # sung renditions by another voice are query-by-example of melody (a "cover" clip)
+    kinds = ["hummed" if q.params.get("hummed", True) else "sung" for q in queries]
+    by_kind = {}
+    for kind in sorted(set(kinds)):
+        subset = [o for o, k in zip(outcomes, kinds, strict=True) if k == kind]
+        by_kind[kind] = {"n": len(subset), **{
+            s: {m: v for m, v in _summary(subset, s).items() if not m.endswith("_ms")}
+            for s in ("dtw", "tcae", "tcae_dtw")}}
+    durations = [float(np.sum(np.isfinite(t.contour))) * 0.01 for t in tracks]
+    notes = {
+        "catalog_songs": len(tracks),
+        "catalog_windows": int(len(vectors)),
+        "queries": len(queries),
+        "queries_dropped_same_voice": n_all_queries - len([q for q in corpus.queries(split)
+                                                          if q.song_id in by_id
+                                                          and q.voice != by_id[q.song_id].voice]),
+        "queries_without_melody": no_melody,
+        "by_query_kind": by_kind,
+        "separator": label,
+        "melody_model": encoder.version,
+        "pitch_tracker": getattr(encoder, "pitch_method", "?"),
+        "align_config": config.__dict__,
+        "rerank_k": rerank_k,
+        "rerank_around_hits": crop,
+        "faiss": f"IndexFlatIP, top {per_window} windows per hum window",
+        "mean_voiced_seconds_per_track": round(float(np.mean(durations)), 1),
+        "median_ms_by_part": {k: round(float(np.median([o.parts[k] for o in outcomes])), 1)
+                              for k in outcomes[0].parts},
+        "scaling": _scaling(vectors, track_of, len(tracks), hum_embs, hum_parts, per_window,
+                            scale_songs, np.median([o.parts["dtw"] for o in outcomes])),
+    }
+    return BenchResult(bench="qbh", split=split, n_items=len(queries), systems=systems,
+                       notes=notes)
+
+
+def _scaling(vectors, track_of, n_tracks, hum_embs, hum_parts, per_window, sizes,
+             dtw_median_ms) -> dict:
+    """Search + votes latency on window sets grown to ``sizes`` songs' worth of windows."""
+    rng = np.random.default_rng(0)
+    per_song = len(vectors) / n_tracks
+    out = {}
+    for songs in sizes:
+        target = int(songs * per_song)
+        reps = [vectors]
+        while sum(len(r) for r in reps) < target:
+            noisy = vectors + rng.normal(0, 0.05, vectors.shape).astype(np.float32)
+            reps.append(noisy / np.linalg.norm(noisy, axis=1, keepdims=True))
+        big = np.concatenate(reps)[:target]
+        owners = np.concatenate([track_of + k * n_tracks for k in range(len(reps))])[:target]
+        index = WindowIndex(big, owners, n_tracks * len(reps))
+        search_ms, total_ms = [], []
+        for emb, parts in zip(hum_embs, hum_parts, strict=True):
+            t = time.perf_counter()
+            index.votes(emb, per_window)
+            ms = (time.perf_counter() - t) * 1e3
+            search_ms.append(ms)
+            total_ms.append(parts["contour"] + parts["embed"] + ms + parts["rerank"])
+        out[f"{songs}_songs"] = {
+            "windows": target,
+            "search_votes_p50_ms": round(float(np.percentile(search_ms, 50)), 2),
+            "search_votes_p95_ms": round(float(np.percentile(search_ms, 95)), 2),
+            "tcae_dtw_p50_ms": round(float(np.percentile(total_ms, 50)), 1),
+            "tcae_dtw_p95_ms": round(float(np.percentile(total_ms, 95)), 1),
+            "dtw_exhaustive_p50_ms_extrapolated": round(float(dtw_median_ms) * songs / n_tracks),
+        }
+    return out

@@ -1,0 +1,211 @@
+"""Singer bench: same-singer retrieval at track level, and singer gender, on the demo corpus.
+
+Every sung song of a split gets one track vector per system (mean of its voiced windows,
+L2-normalised); each track queries all the others of the same split (leave-one-track-out)
+and a hit is a track by the same singer. Systems, side by side in one run:
+
+- ``mfcc``: MFCC mean+std baseline on the separated vocals (``mfcc_clean``: on clean stems);
+- ``encoder_clean``: the contrastive encoder on the clean vocal stems (upper bound);
+- ``encoder_separated``: the encoder on separated vocals (what ingest does);
+- ``encoder_mixture``: the encoder on the raw mixture (no separation).
+
+Voiced windows come from the vocals the system sees (clean stems for the clean systems,
+separated vocals otherwise, as in ingest). Settings: (a) ``test_seen`` songs (singers seen
+in training, unseen tunes) -> ``top1_seen``, ``map_seen``; (b) ``test`` songs (unseen
+singers and tunes) -> ``top1_unseen``, ``map_unseen``, ``gender_acc``. The encoder's gender
+classifier is the shipped one; the other systems get the same logistic regression fitted on
+their own vectors of ``train`` songs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from recsys.bench.result import BenchResult
+
+SEPARATOR_ORDER = ("bsrnn", "repet_sim")
+SYSTEMS = ("mfcc", "mfcc_clean", "encoder_clean", "encoder_separated", "encoder_mixture")
+DEFAULT_CACHE = Path("data/cache/timbre")
+
+
+def resolve_separator(name: str):
+    """``"auto"``: BSRNN if its weights load, else REPET-SIM. Returns ``(label, separator)``
+    where ``label`` is the separator's version (names the cache folder)."""
+    from embeddings.registry import load_separator
+
+    errors = []
+    for candidate in SEPARATOR_ORDER if name == "auto" else (name,):
+        try:
+            sep = load_separator(candidate)
+            return getattr(sep, "version", candidate), sep
+        except Exception as e:  # missing module or weights: try the next one
+            errors.append(f"{candidate}: {e}")
+    raise RuntimeError("no separator could be loaded (" + "; ".join(errors) + ")")
+
+
+def separated_vocals(song, separator, label: str, cache: Path) -> np.ndarray:
+    """The song's mixture through ``separator``, cached as WAV under ``cache/vocals/label``."""
+    from embeddings import audio
+
+    path = Path(cache) / "vocals" / label / f"{song.song_id}.wav"
+    if path.exists():
+        return audio.load(path)
+    vocals, _ = separator.separate(audio.load(song.mixture))
+    audio.save(path, vocals)
+    return vocals
+
+
+@dataclass
+class TrackVectors:
+    """Per system: ``(n_tracks, dim)`` vectors in ``song_ids`` order."""
+
+    song_ids: list[str] = field(default_factory=list)
+    singers: list[str] = field(default_factory=list)
+    genders: list[str] = field(default_factory=list)
+    vectors: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    no_voiced: dict[str, int] = field(default_factory=dict)
+
+    def matrix(self, system: str) -> np.ndarray:
+        return np.stack(self.vectors[system])
+
+
+def embed_songs(
+    songs, encoder, baseline, separator, label: str, cache: Path,
+    systems: tuple[str, ...] = SYSTEMS, advance: Callable[[], None] | None = None,
+) -> TrackVectors:
+    """Track vectors of every sung song for each system (see the module docstring).
+
+    A sung song where no window passes the voicing test falls back to all its windows (and
+    is counted in ``no_voiced``) so every song stays in the evaluation."""
+    from embeddings import audio
+    from embeddings.timbre import track_vector
+    from embeddings.voicing import voiced_windows
+    from embeddings.windows import cut
+
+    out = TrackVectors(vectors={s: [] for s in systems}, no_voiced={"clean": 0, "separated": 0})
+    for song in songs:
+        if song.instrumental or not song.singer_id:
+            continue
+        clean = audio.load(song.vocals)
+        sep = separated_vocals(song, separator, label, cache)
+        mix = audio.load(song.mixture)
+        wc, ws, wm = cut(clean), cut(sep), cut(mix)
+        vc = voiced_windows(wc.audio, clean)
+        vs = voiced_windows(ws.audio, sep)
+        if not vc.any():
+            out.no_voiced["clean"] += 1
+            vc[:] = True
+        if not vs.any():
+            out.no_voiced["separated"] += 1
+            vs[:] = True
+        # The mixture is cut like the separated vocals when they have the same length.
+        vm = vs if len(wm) == len(ws) else np.ones(len(wm), bool)
+        inputs = {
+            "mfcc": (baseline, ws.audio[vs]),
+            "mfcc_clean": (baseline, wc.audio[vc]),
+            "encoder_clean": (encoder, wc.audio[vc]),
+            "encoder_separated": (encoder, ws.audio[vs]),
+            "encoder_mixture": (encoder, wm.audio[vm]),
+        }
+        for system in systems:
+            model, windows = inputs[system]
+            out.vectors[system].append(track_vector(model.embed(windows)))
+        out.song_ids.append(song.song_id)
+        out.singers.append(song.singer_id)
+        out.genders.append(song.gender)
+        if advance:
+            advance()
+    return out
+
+
+def run(
+    corpus_dir: Path,
+    encoder=None,
+    separator: str = "auto",
+    cache: Path = DEFAULT_CACHE,
+    gender_train_max: int = 200,
+    seed: int = 0,
+    progress: bool = True,
+) -> BenchResult:
+    """Run the singer bench on a corpus; ``encoder`` defaults to the shipped contrastive one."""
+    from rich.progress import Progress
+
+    from embeddings.gender import GenderClassifier, load_for
+    from embeddings.timbre import MfccBaseline, load_pretrained
+    from embeddings.timbre_train import same_singer_retrieval
+    from recsys.corpus import Corpus
+
+    corpus = Corpus(corpus_dir)
+    encoder = encoder or load_pretrained()
+    baseline = MfccBaseline()
+    label, sep = resolve_separator(separator)
+    sung = {
+        split: [s for s in corpus.songs(split) if not s.instrumental and s.singer_id]
+        for split in ("test_seen", "test", "train")
+    }
+    rng = np.random.default_rng(seed)
+    train = sung["train"]
+    if len(train) > gender_train_max:
+        train = [train[i] for i in sorted(rng.choice(len(train), gender_train_max, False))]
+    total = len(sung["test_seen"]) + len(sung["test"]) + len(train)
+    with Progress(disable=not progress) as bar:
+        task = bar.add_task("singer bench", total=total)
+
+        def advance():
+            bar.advance(task)
+
+        vecs = {
+            split: embed_songs(songs, encoder, baseline, sep, label, cache, advance=advance)
+            for split, songs in (("test_seen", sung["test_seen"]), ("test", sung["test"]),
+                                 ("train", train))
+        }
+
+    shipped = load_for(encoder)
+    systems: dict[str, dict[str, float]] = {}
+    n_queries = {}
+    for system in SYSTEMS:
+        seen = same_singer_retrieval(vecs["test_seen"].matrix(system), vecs["test_seen"].singers)
+        unseen = same_singer_retrieval(vecs["test"].matrix(system), vecs["test"].singers)
+        if system == "encoder_separated" and shipped is not None:
+            clf = shipped
+        else:
+            clf = GenderClassifier.fit(vecs["train"].matrix(system), vecs["train"].genders)
+        predicted, _ = clf.predict(vecs["test"].matrix(system))
+        gender_acc = float(np.mean([p == g for p, g in zip(predicted, vecs["test"].genders,
+                                                            strict=True)]))
+        systems[system] = {
+            "top1_seen": seen["top1"], "map_seen": seen["map"],
+            "top1_unseen": unseen["top1"], "map_unseen": unseen["map"],
+            "gender_acc": gender_acc,
+        }
+        n_queries[system] = {"seen": seen["n_queries"], "unseen": unseen["n_queries"]}
+
+    mfcc_map = systems["mfcc"]["map_unseen"]
+    notes = {
+        "separator": label,
+        "encoder": encoder.version,
+        "gender_classifier": {
+            "encoder_separated": shipped.version if shipped else "fitted on train vectors",
+            "others": f"logistic regression fitted on {len(train)} train songs' vectors",
+        },
+        "tracks": {split: len(v.song_ids) for split, v in vecs.items()},
+        "singers": {split: len(set(v.singers)) for split, v in vecs.items()},
+        "queries_with_a_same_singer_track": n_queries["mfcc"],
+        "songs_without_voiced_window": {split: v.no_voiced for split, v in vecs.items()},
+        "bars": {
+            "top1_seen_separated>=0.95": systems["encoder_separated"]["top1_seen"] >= 0.95,
+            "map_unseen_separated>=1.5x_mfcc": (
+                systems["encoder_separated"]["map_unseen"] >= 1.5 * mfcc_map
+            ),
+            "gender_acc_separated>=0.95": systems["encoder_separated"]["gender_acc"] >= 0.95,
+        },
+    }
+    return BenchResult(
+        bench="singer", split="test_seen (a) + test (b)",
+        n_items=len(vecs["test_seen"].song_ids) + len(vecs["test"].song_ids),
+        systems=systems, notes=notes,
+    )

@@ -1,0 +1,169 @@
+"""Tagging benchmark: logistic-regression baseline vs. tagger without / with joint embedding.
+
+Track level: every system tags each window of a track's mixture; probabilities are
+averaged per track and joint vectors averaged and re-normalised
+(``embeddings.tagging.track_tags``). Metrics, all from scikit-learn:
+
+- ``roc_auc``, ``pr_auc``: macro averages over the tags that have both positive and
+  negative tracks in the split (the others are listed in ``notes["skipped_tags"]``);
+- ``p_at_10``: precision@10 of tag search for the fixed multi-tag :data:`QUERIES`; test
+  tracks are ranked by cosine between their joint vector and ``embed_tags(query)``, and a
+  track is relevant when it carries every tag of the query. Queries with no relevant
+  track in the split are skipped and listed; ``notes["p_at_10_ceiling"]`` is the best
+  score possible given how many relevant tracks each query has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+# Twenty fixed multi-tag queries (AND semantics), chosen from the vocabulary's design
+# (instrument x style x voice x tempo/loudness), not from test-split statistics.
+QUERIES: list[tuple[str, ...]] = [
+    ("piano", "slow"),
+    ("female vocal", "folk"),
+    ("male vocal", "rock"),
+    ("no vocals", "piano"),
+    ("drums", "fast"),
+    ("electric guitar", "rock"),
+    ("strings", "classical"),
+    ("synth", "electronic"),
+    ("female vocal", "piano"),
+    ("male vocal", "guitar"),
+    ("quiet", "calm"),
+    ("loud", "energetic"),
+    ("harp", "celtic"),
+    ("harpsichord", "baroque"),
+    ("jazz", "piano"),
+    ("banjo", "country"),
+    ("no vocals", "drums"),
+    ("dance", "beat"),
+    ("ballad", "slow", "piano"),
+    ("female vocal", "pop", "drums"),
+]
+
+SYSTEMS = ("logreg", "no_je", "je")
+
+
+def load_systems(weights_dir: Path | None = None) -> dict:
+    """The three systems, from the shipped weights or from ``weights_dir`` (same names)."""
+    from embeddings import tagging
+
+    if weights_dir is None:
+        return {"logreg": tagging.load_logreg_baseline(),
+                "no_je": tagging.load_pretrained("no_je"),
+                "je": tagging.load_pretrained("je")}
+    weights_dir = Path(weights_dir)
+    return {
+        "logreg": tagging.LogRegTagger.load(weights_dir / tagging.LOGREG_WEIGHTS.name),
+        "no_je": tagging.JetaTagger.load(weights_dir / tagging.NO_JE_WEIGHTS.name),
+        "je": tagging.JetaTagger.load(weights_dir / tagging.JE_WEIGHTS.name),
+    }
+
+
+def run(
+    corpus_dir: str | Path,
+    split: str = "test",
+    systems: dict | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    limit: int | None = None,
+):
+    """Tag every track of ``split`` with every system; returns a ``BenchResult``."""
+    from embeddings.audio import load
+    from embeddings.tagging import multi_hot, track_tags
+    from embeddings.windows import cut
+    from recsys.bench.result import BenchResult
+    from recsys.corpus import Corpus, CorpusError
+
+    corpus = Corpus(corpus_dir)
+    vocabulary = corpus.vocabulary
+    systems = systems if systems is not None else load_systems()
+    for name, tagger in systems.items():
+        if list(tagger.vocabulary) != vocabulary:
+            raise CorpusError(f"system {name!r} was trained on another tag vocabulary than "
+                              f"{corpus.root}'s")
+    songs = corpus.songs(split)[:limit] if limit else corpus.songs(split)
+    if not songs:
+        raise CorpusError(f"{corpus.root} has no songs in split {split!r}")
+
+    labels = np.stack([multi_hot(s.tags, vocabulary) for s in songs]) > 0.5
+    probs = {n: np.zeros((len(songs), len(vocabulary)), np.float32) for n in systems}
+    joint = {n: np.zeros((len(songs), t.dim), np.float32) for n, t in systems.items()}
+    for i, song in enumerate(songs):
+        windows = cut(load(song.mixture)).audio
+        for name, tagger in systems.items():
+            probs[name][i], joint[name][i] = track_tags(*tagger.predict(windows))
+        if progress:
+            progress(i + 1, len(songs))
+
+    n_pos = labels.sum(axis=0)
+    scored = [t for t in range(len(vocabulary)) if 0 < n_pos[t] < len(songs)]
+    skipped = [vocabulary[t] for t in range(len(vocabulary)) if t not in scored]
+    queries, query_notes = _relevant_queries(labels, vocabulary)
+
+    results, per_tag = {}, {vocabulary[t]: {"n_positive": int(n_pos[t])} for t in scored}
+    for name, tagger in systems.items():
+        roc, pr = _per_tag_auc(labels, probs[name], scored)
+        for t, r, p in zip(scored, roc, pr, strict=True):
+            per_tag[vocabulary[t]][name] = {"roc_auc": round(r, 4), "pr_auc": round(p, 4)}
+        p10 = _precision_at_10(tagger, joint[name], labels, queries, vocabulary)
+        for q, v in zip(queries, p10, strict=True):
+            query_notes[" AND ".join(q)][name] = round(v, 4)
+        results[name] = {
+            "roc_auc": float(np.mean(roc)) if roc else float("nan"),
+            "pr_auc": float(np.mean(pr)) if pr else float("nan"),
+            "p_at_10": float(np.mean(p10)) if p10 else float("nan"),
+        }
+    notes: dict[str, object] = {
+        "unit": "track (window predictions averaged per track)",
+        "n_tags_scored": len(scored),
+        "skipped_tags": skipped,
+        "per_tag": per_tag,
+        "queries": query_notes,
+        "skipped_queries": [" AND ".join(q) for q in QUERIES if q not in queries],
+        "p_at_10_ceiling": float(np.mean([min(10, v["n_relevant"]) / 10
+                                          for v in query_notes.values()])) if queries else None,
+        "versions": {n: t.version for n, t in systems.items()},
+    }
+    if "je" in results and "no_je" in results:
+        notes["je_minus_no_je"] = {m: round(results["je"][m] - results["no_je"][m], 4)
+                                   for m in ("roc_auc", "pr_auc", "p_at_10")}
+    return BenchResult(bench="tagging", split=split, n_items=len(songs), systems=results,
+                       notes=notes)
+
+
+def _per_tag_auc(labels, probs, scored) -> tuple[list[float], list[float]]:
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    roc = [float(roc_auc_score(labels[:, t], probs[:, t])) for t in scored]
+    pr = [float(average_precision_score(labels[:, t], probs[:, t])) for t in scored]
+    return roc, pr
+
+
+def _relevant_queries(labels, vocabulary) -> tuple[list[tuple[str, ...]], dict]:
+    index = {t: i for i, t in enumerate(vocabulary)}
+    kept, notes = [], {}
+    for q in QUERIES:
+        if not all(t in index for t in q):
+            continue
+        n_rel = int(labels[:, [index[t] for t in q]].all(axis=1).sum())
+        if n_rel:
+            kept.append(q)
+            notes[" AND ".join(q)] = {"n_relevant": n_rel}
+    return kept, notes
+
+
+def _precision_at_10(tagger, joint, labels, queries, vocabulary) -> list[float]:
+    from embeddings.tagging import multi_hot
+
+    out = []
+    index = {t: i for i, t in enumerate(vocabulary)}
+    for q in queries:
+        target = tagger.embed_tags(multi_hot(list(q), vocabulary)[None])[0]
+        top = np.argsort(-(joint @ target), kind="stable")[:10]
+        relevant = labels[:, [index[t] for t in q]].all(axis=1)
+        out.append(float(relevant[top].sum()) / 10)
+    return out

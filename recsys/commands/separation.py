@@ -1,0 +1,320 @@
+"""`recsys train separator`, `recsys separate`, `recsys bench separation`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from recsys.commands import app, bench_app, train_app
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aiff",
+                  ".aif", ".wma", ".webm"}
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _progress():
+    from rich import progress as p
+
+    return p.Progress(p.TextColumn("{task.description}"), p.BarColumn(), p.MofNCompleteColumn(),
+                      p.TimeElapsedColumn(), p.TextColumn("{task.fields[info]}"))
+
+
+def _audio_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file()
+                  and p.suffix.lower() in AUDIO_SUFFIXES and not p.name.startswith("."))
+
+
+def _val_excerpts(songs, seconds: float, limit: int):
+    """``(mixture, vocals)`` excerpts: per song, the ``seconds`` with the most vocal energy."""
+    import numpy as np
+
+    from embeddings.audio import SAMPLE_RATE, load
+
+    items = []
+    n = int(seconds * SAMPLE_RATE)
+    for song in [s for s in songs if not s.instrumental][:limit]:
+        vocals, mixture = load(song.vocals), load(song.mixture)
+        m = min(len(vocals), len(mixture))
+        if m <= n:
+            items.append((mixture[:m], vocals[:m]))
+            continue
+        cum = np.concatenate([[0.0], np.cumsum(vocals[:m].astype(np.float64) ** 2)])
+        starts = np.arange(0, m - n + 1, SAMPLE_RATE)
+        start = int(starts[np.argmax(cum[starts + n] - cum[starts])])
+        items.append((mixture[start : start + n], vocals[start : start + n]))
+    return items
+
+
+def _unlabeled_mixtures(folder: Path, data_corpus, warn):
+    """Audio to mine pseudo-labels from: a folder of any songs, or a corpus' mixtures.
+
+    From a corpus only the mixtures are used (never its stems), never its test splits, and
+    never songs sharing a singer or a tune with the test splits of the training corpus.
+    """
+    from embeddings.audio import AudioError, load
+    from recsys.corpus import Corpus
+
+    if (folder / "corpus.json").exists():
+        held_out = [s for split in ("test", "test_seen") for s in data_corpus.songs(split)]
+        singers = {s.singer_id for s in held_out if s.singer_id}
+        tunes = {s.tune_id for s in held_out}
+        songs = [s for s in Corpus(folder).songs() if s.split in ("train", "val")
+                 and s.singer_id not in singers and s.tune_id not in tunes]
+        paths = [s.mixture for s in songs]
+    else:
+        paths = _audio_files(folder)
+    for path in paths:
+        try:
+            yield path, load(path)
+        except AudioError as e:
+            warn(f"skipped {path}: {e}")
+
+
+@train_app.command("separator")
+def train_separator(
+    data: Path = typer.Option(..., help="A corpus built by `recsys corpus build` (its train "
+                              "split is trained on, its val split scores each epoch)."),
+    config: str = typer.Option("cpu", help="Model size: 'cpu' or 'paper'."),
+    device: str = typer.Option("auto", help="'auto', 'cpu' or 'cuda'."),
+    epochs: int = typer.Option(20, help="Epochs (each `--steps` batches)."),
+    steps: int = typer.Option(60, help="Batches per epoch."),
+    batch: int = typer.Option(4, help="Random-remix segments per batch."),
+    segment: float = typer.Option(3.0, help="Segment length in seconds."),
+    lr: float = typer.Option(1e-3, help="Adam learning rate."),
+    out: Path = typer.Option(Path("runs/separator"), help="Checkpoints and best weights."),
+    resume: bool = typer.Option(False, help="Continue from OUT/last.pt."),
+    unlabeled: Path | None = typer.Option(None, help="Semi-supervised fine-tuning: a folder "
+                                          "of songs (any audio) or a corpus, whose mixtures "
+                                          "are separated and filtered into pseudo-labels."),
+    init: Path | None = typer.Option(None, help="Start from these weights (.safetensors); "
+                                     "with --unlabeled the default is the shipped bsrnn-cpu."),
+    threshold_db: float = typer.Option(30.0, help="Energy-filter margin for pseudo-labels."),
+    val_songs: int = typer.Option(12, help="Validation excerpts (10 s each) from `val`."),
+    max_songs: int = typer.Option(0, help="Use at most this many training songs (0: all)."),
+    ship: str | None = typer.Option(None, help="Copy the best weights to "
+                                    "embeddings/weights/NAME.safetensors (+ .json)."),
+    threads: int = typer.Option(2, help="CPU threads for torch."),
+    seed: int = typer.Option(0),
+):
+    """Train the BSRNN vocal separator on the corpus' train split with random-remix
+    augmentation; validation SDR on `val` each epoch; resumable. With --unlabeled, fine-tune
+    on labeled data mixed with energy-filtered pseudo-labels (BSRNN paper)."""
+    import shutil
+    import time
+
+    import torch
+
+    from embeddings.audio import SAMPLE_RATE, AudioError, load
+    from embeddings.base import resolve_device
+    from embeddings.registry import WEIGHTS_DIR
+    from embeddings.separation.bsrnn import BSRNN, BSRNNConfig, BsrnnSeparator
+    from embeddings.separation.train import Pools, TrainConfig, mine_pseudo_labels, train
+    from recsys.corpus import Corpus, CorpusError
+
+    torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    try:
+        corpus = Corpus(data)
+        model_config = BSRNNConfig.named(config)
+    except (CorpusError, ValueError) as e:
+        _fail(str(e))
+    if unlabeled is not None and not unlabeled.is_dir():
+        _fail(f"--unlabeled {unlabeled} is not a folder")
+    songs = corpus.songs("train")
+    if max_songs:
+        songs = songs[:max_songs]
+    if not songs:
+        _fail(f"{data} has no training songs")
+    t0 = time.time()
+    vocals, accompaniment = [], []
+    try:
+        for s in songs:
+            v, a = load(s.vocals), load(s.accompaniment)
+            n = min(len(v), len(a))
+            vocals.append(v[:n])
+            accompaniment.append(a[:n])
+        val_items = _val_excerpts(corpus.songs("val"), 10.0, val_songs)
+    except AudioError as e:
+        _fail(f"corpus audio could not be read: {e}")
+    typer.echo(f"train: {len(songs)} songs ({sum(map(len, vocals)) / SAMPLE_RATE / 60:.1f} "
+               f"min); val: {len(val_items)} excerpts; device {dev}; "
+               f"loaded in {time.time() - t0:.0f} s")
+
+    init_path = init
+    if init_path is None and unlabeled is not None and not resume:
+        init_path = WEIGHTS_DIR / "bsrnn-cpu.safetensors"
+    if init_path is not None:
+        if not init_path.exists():
+            _fail(f"--init {init_path} does not exist")
+        model, _ = BSRNN.load(init_path)
+    else:
+        model = BSRNN(model_config)
+    pools = Pools(vocals, accompaniment)
+    meta = {"version": f"bsrnn-{config}-1", "trained_on": str(data), "split": "train"}
+    mining = {}
+    if unlabeled is not None:
+        meta["version"] = f"bsrnn-{config}-semi-1"
+        separator = BsrnnSeparator(model, device=dev)
+        items = list(_unlabeled_mixtures(unlabeled, corpus,
+                                         lambda m: typer.secho(m, fg="yellow", err=True)))
+        if not items:
+            _fail(f"no readable audio in {unlabeled}")
+        with _progress() as bar:
+            task = bar.add_task("pseudo-labels", total=len(items), info="")
+            pv, pa, mining = mine_pseudo_labels(
+                separator.separate, [a for _, a in items], int(segment * SAMPLE_RATE),
+                threshold_db, on_item=lambda: bar.advance(task))
+        pools.pseudo_vocals, pools.pseudo_accompaniment = pv, pa
+        model.train()
+        mining["unlabeled"] = str(unlabeled)
+        mining["unlabeled_files"] = len(items)
+        meta["semi_supervised"] = mining
+        typer.echo(f"pseudo-labels from {len(items)} songs: {mining['windows']} windows, "
+                   f"kept {mining['clean_vocals']} clean-vocal and "
+                   f"{mining['clean_accompaniment']} clean-accompaniment windows "
+                   f"({threshold_db:g} dB filter)")
+        if not pv and not pa:
+            typer.secho("no window passed the energy filter; fine-tuning on labeled data only",
+                        fg="yellow", err=True)
+
+    cfg = TrainConfig(epochs=epochs, steps_per_epoch=steps, batch_size=batch,
+                      segment_seconds=segment, lr=lr, seed=seed)
+    with _progress() as bar:
+        task = bar.add_task("epoch 1", total=steps, info="")
+
+        def on_step(step, loss):
+            bar.update(task, completed=step + 1, info=f"loss {loss:.4f}")
+
+        def on_epoch(rec):
+            bar.console.print(f"epoch {rec['epoch']}: loss {rec['loss']:.4f}, "
+                              f"val SDR {rec['val_sdr']:.2f} dB, {rec['seconds']:.0f} s")
+            bar.reset(task, total=steps, description=f"epoch {rec['epoch'] + 1}")
+
+        history = train(model, pools, val_items, cfg, out, device=dev, resume=resume,
+                        meta=meta, on_step=on_step, on_epoch=on_epoch)
+    best = out / "best.safetensors"
+    seconds = sum(h["seconds"] for h in history)
+    typer.echo(f"trained {len(history)} epochs ({seconds / 60:.1f} min); best weights: {best}")
+    if ship:
+        for suffix in (".safetensors", ".json"):
+            dst = WEIGHTS_DIR / f"{ship}{suffix}"
+            tmp = dst.with_name(f".{dst.name}.tmp")
+            shutil.copyfile(best.with_suffix(suffix), tmp)
+            tmp.replace(dst)
+        typer.echo(f"shipped as {WEIGHTS_DIR / ship}.safetensors")
+
+
+@app.command("separate")
+def separate(
+    files: list[Path] = typer.Argument(..., help="Audio files (any common format)."),
+    out: Path = typer.Option(..., help="Folder for <name>.vocals.wav and "
+                             "<name>.accompaniment.wav."),
+    model: str = typer.Option("bsrnn", help="'bsrnn', 'repet_sim' or 'mixture'."),
+    device: str = typer.Option("auto", help="'auto', 'cpu' or 'cuda'."),
+    max_minutes: float = typer.Option(240.0, help="Longest input accepted."),
+    threads: int = typer.Option(2, help="CPU threads for torch."),
+):
+    """Separate vocals from accompaniment; the model loads once for all FILES. Long files
+    run in cross-faded chunks and are written as they go, so memory stays flat."""
+    import torch
+
+    from embeddings.audio import SAMPLE_RATE, AudioError, load
+    from embeddings.registry import UnknownModelError, load_separator
+    from embeddings.separation.bsrnn import BsrnnSeparator, load_pretrained
+
+    torch.set_num_threads(threads)
+    try:
+        sep = load_pretrained(device=device) if model == "bsrnn" else load_separator(model)
+    except (UnknownModelError, FileNotFoundError) as e:
+        _fail(str(e.args[0]) if e.args else str(e))
+    failed = 0
+    with _progress() as bar:
+        task = bar.add_task("separating", total=len(files), info="")
+        for path in files:
+            bar.update(task, info=path.name)
+            try:
+                audio = load(path, max_seconds=max_minutes * 60)
+            except AudioError as e:
+                bar.console.print(f"[red]error:[/red] {e}", highlight=False)
+                failed += 1
+                bar.advance(task)
+                continue
+            stem = path.name.rsplit(".", 1)[0] if "." in path.name else path.name
+            if isinstance(sep, BsrnnSeparator):
+                segments = sep.iter_separate(audio)
+            else:
+                v, a = sep.separate(audio)
+                segments = iter([[v, a]])
+            _write_pair(out, stem, segments, SAMPLE_RATE)
+            bar.advance(task)
+    typer.echo(f"wrote {2 * (len(files) - failed)} files to {out}")
+    if failed:
+        typer.secho(f"{failed} of {len(files)} files failed", fg="red", err=True)
+        raise typer.Exit(1)
+
+
+def _write_pair(out: Path, stem: str, segments, sample_rate: int) -> None:
+    """Stream ``(2, n)`` segments into ``stem.vocals.wav`` and ``stem.accompaniment.wav``,
+    through temporary files renamed at the end (never a half-written file)."""
+    import os
+    import tempfile
+
+    import numpy as np
+    import soundfile as sf
+
+    out.mkdir(parents=True, exist_ok=True)
+    finals = [out / f"{stem}.vocals.wav", out / f"{stem}.accompaniment.wav"]
+    tmps = []
+    for f in finals:
+        fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{f.stem}.", suffix=".wav")
+        os.close(fd)
+        tmps.append(tmp)
+    try:
+        writers = [sf.SoundFile(t, "w", sample_rate, 1, subtype="PCM_16") for t in tmps]
+        try:
+            for seg in segments:
+                for w, x in zip(writers, seg, strict=True):
+                    w.write(np.clip(np.asarray(x, dtype=np.float32), -1.0, 1.0))
+        finally:
+            for w in writers:
+                w.close()
+        for t, f in zip(tmps, finals, strict=True):
+            os.replace(t, f)
+    except BaseException:
+        for t in tmps:
+            Path(t).unlink(missing_ok=True)
+        raise
+
+
+@bench_app.command("separation")
+def bench_separation(
+    corpus: Path = typer.Option(..., help="A corpus built by `recsys corpus build`."),
+    split: str = typer.Option("test", help="Split to score (never trained or tuned on)."),
+    max_songs: int = typer.Option(0, help="Score at most this many songs (0: all)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the result here."),
+    long_minutes: float = typer.Option(10.0, help="Length of the file for peak memory."),
+    threads: int = typer.Option(2, help="CPU threads for torch."),
+):
+    """mixture, repet_sim, bsrnn, bsrnn_semi and oracle_irm side by side: BSSEval v4 SDR
+    (museval, 1 s frames), SI-SDR, real-time factor and peak memory of a long file."""
+    import torch
+
+    from recsys.bench.separation import run
+    from recsys.corpus import CorpusError
+
+    torch.set_num_threads(threads)
+    try:
+        result = run(corpus, split=split, max_songs=max_songs, long_minutes=long_minutes,
+                     threads=threads, progress=True)
+    except (CorpusError, FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    result.print()
+    if json_out:
+        result.save(json_out)
+        print(f"wrote {json_out}", file=sys.stderr)

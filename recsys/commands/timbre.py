@@ -1,0 +1,273 @@
+"""`recsys train timbre`, `recsys bench singer`, `recsys plot singers`: the singer-timbre model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from recsys.commands import bench_app, plot_app, train_app
+
+DEFAULT_CACHE = Path("data/cache/timbre")
+
+
+def _sung(songs):
+    return [s for s in songs if not s.instrumental and s.singer_id]
+
+
+@train_app.command("timbre")
+def train_timbre(
+    data: Path = typer.Option(..., "--data", help="A corpus built by `recsys corpus build`."),
+    source: str = typer.Option("separated", help="Train on 'separated' vocals (what ingest "
+                               "sees) or the 'clean' vocal stems (for comparison)."),
+    separator: str = typer.Option("auto", help="'auto' (BSRNN, else REPET-SIM) or a name."),
+    steps: int = typer.Option(3000, help="Optimiser steps."),
+    singers_per_batch: int = typer.Option(16, help="Singers per batch (2 windows each)."),
+    windows_per_track: int = typer.Option(8, help="Voiced windows cached per training song."),
+    copies: bool = typer.Option(True, help="Pitch-shift / time-stretch copies as negatives."),
+    lr: float = typer.Option(2e-3, help="Peak learning rate (warm-up, then cosine)."),
+    eval_every: int = typer.Option(250, help="Validate (val split) every N steps."),
+    out: Path = typer.Option(Path("embeddings/weights/timbre-contrastive.safetensors"),
+                             help="Best weights (by val mAP) go here, + .json; the gender "
+                             "classifier beside it as <name>-gender.*"),
+    cache: Path = typer.Option(DEFAULT_CACHE, help="Separated vocals and window caches."),
+    init: Path | None = typer.Option(None, help="Start from these weights (fine-tuning)."),
+    threads: int = typer.Option(1, help="torch CPU threads."),
+    seed: int = typer.Option(0),
+):
+    """Train the contrastive timbre encoder on the train split, select on val, fit the
+    gender classifier on train track vectors, and write both."""
+    import hashlib
+    import json
+
+    import numpy as np
+    import torch
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from embeddings.gender import GenderClassifier
+    from embeddings.timbre import TimbreConfig, TimbreNet
+    from embeddings.timbre_train import (
+        TrainConfig,
+        WindowSet,
+        build_window_set,
+        evaluate,
+        train,
+    )
+    from recsys.bench.result import invoked_command
+    from recsys.bench.singer import resolve_separator, separated_vocals
+    from recsys.corpus import Corpus
+
+    if source not in ("clean", "separated"):
+        raise typer.BadParameter("--source is 'clean' or 'separated'")
+    console = Console()
+    torch.set_num_threads(threads)
+    corpus = Corpus(data)
+    songs = {split: _sung(corpus.songs(split)) for split in ("train", "val")}
+    singer_ids = sorted({s.singer_id for s in songs["train"] + songs["val"]})
+    singer_index = {s: i for i, s in enumerate(singer_ids)}
+    # Fine-tuning keeps the initial model's shape (and so its log-mel features).
+    config = TimbreNet.load(init).config if init else TimbreConfig()
+
+    label = "clean"
+    if source == "separated":
+        label, sep = resolve_separator(separator)
+        with Progress(console=console) as bar:
+            todo = songs["train"] + songs["val"]
+            task = bar.add_task(f"separating ({label})", total=len(todo))
+            for song in todo:
+                separated_vocals(song, sep, label, cache)
+                bar.advance(task)
+
+    def vocal_paths(split):
+        if source == "clean":
+            return [s.vocals for s in songs[split]]
+        return [cache / "vocals" / label / f"{s.song_id}.wav" for s in songs[split]]
+
+    sets = {}
+    for split, per_track in (("train", windows_per_track), ("val", 4)):
+        key = json.dumps([sorted(s.song_id for s in songs[split]), vars(config), per_track,
+                          copies, seed, label], sort_keys=True, default=str)
+        digest = hashlib.sha1(key.encode()).hexdigest()[:10]
+        path = cache / "windows" / f"{split}-{label}-{digest}.npz"
+        if path.exists():
+            sets[split] = WindowSet.load(path)
+            continue
+        with Progress(console=console) as bar:
+            task = bar.add_task(f"windows + copies ({split})", total=len(songs[split]))
+            sets[split] = build_window_set(
+                vocal_paths(split), [singer_index[s.singer_id] for s in songs[split]], config,
+                max_windows_per_track=per_track, copies=copies, seed=seed,
+                progress=lambda n, task=task: bar.advance(task, n),
+            )
+        sets[split].save(path)
+    console.print(f"train windows {len(sets['train'])} of {len(songs['train'])} songs, "
+                  f"val windows {len(sets['val'])} of {len(songs['val'])} songs")
+
+    torch.manual_seed(seed)
+    model = TimbreNet.load(init) if init else TimbreNet(config)
+    cfg = TrainConfig(steps=steps, singers_per_batch=singers_per_batch, lr=lr, copies=copies,
+                      eval_every=eval_every, seed=seed)
+    meta = {"source": source, "separator": label, "corpus": str(corpus.root),
+            "train_songs": len(songs["train"]), "train_singers": len(
+                {s.singer_id for s in songs["train"]}),
+            "command": invoked_command(), "train_config": vars(cfg),
+            "init": str(init) if init else None}
+    log_path = out.with_suffix(".log.jsonl")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    log_path.unlink(missing_ok=True)
+
+    def checkpoint(net, metrics):
+        digest = hashlib.sha1(b"".join(
+            t.detach().cpu().numpy().tobytes() for t in net.state_dict().values()
+        )).hexdigest()[:8]
+        net.version = f"timbre-contrastive-{digest}"
+        net.save(out, meta={**meta, "val": metrics})
+
+    def on_eval(step, metrics):
+        with log_path.open("a") as f:
+            f.write(json.dumps(metrics) + "\n")
+        console.print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                               for k, v in metrics.items()))
+
+    with Progress(console=console) as bar:
+        task = bar.add_task("training", total=steps)
+        train(model, sets["train"], cfg, val=sets["val"],
+              on_step=lambda step, loss: bar.update(task, completed=step,
+                                                    description=f"training loss {loss:.3f}"),
+              on_eval=on_eval, checkpoint=checkpoint)
+
+    best = TimbreNet.load(out)
+    console.print(f"best: {best.meta['val']}")
+
+    def track_vectors(data_set: WindowSet):
+        with torch.no_grad():
+            z = best.embed_logmel(torch.from_numpy(data_set.logmel).float()).numpy()
+        tracks = np.unique(data_set.track)
+        v = np.stack([z[data_set.track == t].mean(0) for t in tracks])
+        return v / np.linalg.norm(v, axis=1, keepdims=True), tracks
+
+    vt, tt = track_vectors(sets["train"])
+    clf = GenderClassifier.fit(vt, [songs["train"][t].gender for t in tt],
+                               version=f"gender-logreg-{best.version}",
+                               encoder_version=best.version)
+    vv, tv = track_vectors(sets["val"])
+    predicted, _ = clf.predict(vv)
+    val_acc = float(np.mean([p == songs["val"][t].gender for p, t in zip(predicted, tv,
+                                                                         strict=True)]))
+    clf.save(out.with_name(out.stem + "-gender.safetensors"))
+    best.save(out, meta={**best.meta, "gender_val_acc": val_acc,
+                         "val_final": evaluate(best, sets["val"])})
+    console.print(f"wrote {out} ({best.version}) and its gender classifier "
+                  f"(val accuracy {val_acc:.3f})")
+
+
+@bench_app.command("singer")
+def bench_singer(
+    corpus: Path = typer.Option(..., help="A corpus built by `recsys corpus build`."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the result here."),
+    weights: Path | None = typer.Option(None, help="Encoder weights (default: shipped)."),
+    separator: str = typer.Option("auto", help="'auto' (BSRNN, else REPET-SIM) or a name."),
+    cache: Path = typer.Option(DEFAULT_CACHE, help="Where separated vocals are cached."),
+    gender_train_max: int = typer.Option(200, help="Train songs the baselines' gender "
+                                         "classifiers are fitted on."),
+    threads: int = typer.Option(1, help="torch CPU threads."),
+):
+    """Same-singer retrieval (top-1, mAP; seen and unseen singers) and gender accuracy for
+    the MFCC baseline and the encoder on clean, separated and mixture audio."""
+    import torch
+
+    from embeddings.timbre import TimbreNet
+    from recsys.bench.singer import run
+
+    torch.set_num_threads(threads)
+    encoder = TimbreNet.load(weights) if weights else None
+    result = run(corpus, encoder=encoder, separator=separator, cache=cache,
+                 gender_train_max=gender_train_max)
+    result.print()
+    typer.echo(f"notes: {result.notes}")
+    if json_out:
+        result.save(json_out)
+
+
+@plot_app.command("singers")
+def plot_singers(
+    corpus: Path = typer.Option(..., help="A corpus built by `recsys corpus build`."),
+    out: Path = typer.Option(Path("docs/singers.png"), help="PNG to write."),
+    model: str = typer.Option("contrastive", help="'contrastive' or 'mfcc'."),
+    weights: Path | None = typer.Option(None, help="Encoder weights (default: shipped)."),
+    separator: str = typer.Option("auto", help="Separator for the vocals."),
+    songs_per_singer: int = typer.Option(4, help="Songs averaged into each artist vector."),
+    cache: Path = typer.Option(DEFAULT_CACHE, help="Where separated vocals are cached."),
+    seed: int = typer.Option(0),
+):
+    """2-D t-SNE map of artist vectors (mean of their track vectors), coloured by Festival
+    voice, marked by gender; filled markers are training singers, hollow ones unseen."""
+    import os
+    from collections import defaultdict
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from sklearn.manifold import TSNE
+
+    from embeddings.timbre import MfccBaseline, TimbreNet, artist_vector, load_pretrained
+    from recsys.bench.singer import embed_songs, resolve_separator
+    from recsys.corpus import Corpus
+
+    if model not in ("contrastive", "mfcc"):
+        raise typer.BadParameter("--model is 'contrastive' or 'mfcc'")
+    c = Corpus(corpus)
+    per_singer = defaultdict(list)
+    for song in _sung(c.songs()):
+        if len(per_singer[song.singer_id]) < songs_per_singer:
+            per_singer[song.singer_id].append(song)
+    songs = [s for group in per_singer.values() for s in group]
+    encoder = TimbreNet.load(weights) if weights else load_pretrained()
+    label, sep = resolve_separator(separator)
+    system = "mfcc" if model == "mfcc" else "encoder_separated"
+    from rich.progress import Progress
+
+    with Progress() as bar:
+        task = bar.add_task("embedding songs", total=len(songs))
+        vecs = embed_songs(songs, encoder, MfccBaseline(), sep, label, cache, systems=(system,),
+                           advance=lambda: bar.advance(task))
+    by_singer = defaultdict(list)
+    for sid, v in zip(vecs.singers, vecs.vectors[system], strict=True):
+        by_singer[sid].append(v)
+    singers = {s.singer_id: s for s in c.singers()}
+    ids = sorted(by_singer)
+    if len(ids) < 3:
+        raise typer.BadParameter("need at least 3 singers with sung songs to draw a map")
+    artists = np.stack([artist_vector(np.stack(by_singer[s])) for s in ids])
+    xy = TSNE(n_components=2, perplexity=min(10.0, (len(ids) - 1) / 3), metric="cosine",
+              init="pca", random_state=seed).fit_transform(artists)
+
+    voices = sorted({singers[s].voice for s in ids})
+    colours = plt.get_cmap("tab10")
+    fig, ax = plt.subplots(figsize=(9, 7))
+    for i, sid in enumerate(ids):
+        s = singers[sid]
+        colour = colours(voices.index(s.voice) % 10)
+        ax.scatter(*xy[i], marker="^" if s.gender == "male" else "o", s=80,
+                   facecolors=colour if s.split == "train" else "none", edgecolors=colour)
+        ax.annotate(s.name, xy[i], fontsize=6, xytext=(4, 3), textcoords="offset points")
+    for v in voices:
+        ax.scatter([], [], color=colours(voices.index(v) % 10), label=v)
+    ax.scatter([], [], marker="^", color="grey", label="male")
+    ax.scatter([], [], marker="o", color="grey", label="female")
+    ax.scatter([], [], marker="o", facecolors="none", edgecolors="grey", label="unseen singer")
+    ax.legend(fontsize=7, loc="best")
+    name = encoder.version if model != "mfcc" else "mfcc"
+    ax.set_title(f"Singers: artist vectors ({name}, {label} vocals), t-SNE")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.stem + ".tmp.png")
+    fig.tight_layout()
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, out)
+    typer.echo(f"wrote {out} ({len(ids)} singers, {len(songs)} songs)")

@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+from melody_synth import hum_of, sing, tune
+
+from embeddings import alignment, pitch
+
+
+def _contour(notes, frames=None):
+    frames = frames or int(round((notes[-1][1] + 0.3) / 0.01))
+    return pitch.notes_to_contour(notes, frames)
+
+
+@pytest.fixture(scope="module")
+def songs():
+    return {f"song{i}": tune(120, seed=100 + i) for i in range(6)}
+
+
+@pytest.mark.parametrize("shift", [-7.0, 0.0, 2.5, 12.0])
+def test_rerank_is_transposition_invariant(songs, shift):
+    ref = _contour(songs["song2"])
+    base = alignment.align(_contour(hum_of(songs["song2"], 30, 24, 0.0, 1.0)), ref)
+    moved = alignment.align(_contour(hum_of(songs["song2"], 30, 24, shift, 1.0)), ref)
+    assert base.cost < 0.3
+    assert moved.cost == pytest.approx(base.cost, abs=0.2)
+    assert moved.start_s == pytest.approx(base.start_s, abs=0.3)
+
+
+@pytest.mark.parametrize("tempo", [0.7, 0.85, 1.2, 1.4])
+def test_rerank_is_tempo_invariant(songs, tempo):
+    ref = _contour(songs["song4"])
+    match = alignment.align(_contour(hum_of(songs["song4"], 50, 24, 3.0, tempo)), ref)
+    assert match.cost < 0.5
+    # note 50 starts at 20.0 s and note 73 ends at 29.56 s in the song
+    assert match.start_s == pytest.approx(20.0, abs=0.5)
+    assert match.end_s == pytest.approx(29.56, abs=0.5)
+    others = [
+        alignment.align(_contour(hum_of(songs["song4"], 50, 24, 3.0, tempo)), _contour(n)).cost
+        for k, n in songs.items() if k != "song4"
+    ]
+    assert match.cost < min(others) - 0.25
+
+
+def test_a_sung_hum_finds_its_tune_among_sung_songs(songs):
+    refs = {k: pitch.contour(sing(n, seed=i)) for i, (k, n) in enumerate(songs.items())}
+    hum_audio = sing(hum_of(songs["song3"], 70, 22, -5.0, 1.15, seed=7), seed=9, vibrato=0.4)
+    ranked = alignment.rank(pitch.contour(hum_audio), refs)
+    assert [k for k, _ in ranked][0] == "song3"
+    assert ranked[0][1].start_s == pytest.approx(28.0, abs=0.6)
+    assert ranked[0][1].cost < ranked[1][1].cost
+
+
+def test_hum_without_melody_is_refused(songs):
+    refs = {k: _contour(n) for k, n in songs.items()}
+    silent = pitch.contour(np.zeros(8 * 16000, dtype=np.float32))
+    with pytest.raises(pitch.NoMelodyError):
+        alignment.rank(silent, refs)
+    noise = (0.05 * np.random.default_rng(1).standard_normal(8 * 16000)).astype(np.float32)
+    with pytest.raises(pitch.NoMelodyError):
+        alignment.rank(pitch.contour(noise), refs)
+
+
+def test_unvoiced_reference_is_skipped(songs):
+    refs = {"empty": np.full(3000, np.nan, dtype=np.float32), "song1": _contour(songs["song1"])}
+    ranked = alignment.rank(_contour(hum_of(songs["song1"], 0, 20, 1.0, 1.0)), refs)
+    assert [k for k, _ in ranked] == ["song1"]
+
+
+def test_cropped_reference_gives_the_same_match(songs):
+    ref = alignment.prepare(_contour(songs["song5"]))
+    hum = _contour(hum_of(songs["song5"], 40, 20, 2.0, 1.1))
+    full = alignment.rank(hum, {"x": ref})[0][1]
+    part = alignment.rank(hum, {"x": ref.crop(full.start_s - 5, full.end_s + 5)})[0][1]
+    assert part.start_s == pytest.approx(full.start_s, abs=0.1)
+    assert part.cost == pytest.approx(full.cost, abs=0.05)

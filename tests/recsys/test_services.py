@@ -1,0 +1,137 @@
+"""The search services and ingest, end to end on the tiny ingested corpus."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from embeddings import audio
+from recsys.ingest import IngestReport, ingest_paths
+from recsys.metadata import discover
+from recsys.search import NOTHING_CLOSE, NotFoundError, SearchError
+
+
+def _vocal_songs(ingested):
+    return [s for s in ingested.corpus.songs() if not s.instrumental]
+
+
+def test_every_song_is_ingested_once(ingested):
+    assert len(ingested.report.added) == len(ingested.corpus.songs())
+    again = ingest_paths(discover([ingested.corpus.root]), ingested.catalog,
+                         ingested.service.models)
+    assert not again.added and len(again.existing) == len(ingested.corpus.songs())
+    assert ingested.catalog.count_tracks() == len(ingested.corpus.songs())
+
+
+def test_bad_file_is_reported_and_the_rest_go_on(ingested, tmp_path):
+    song = ingested.corpus.songs()[0]
+    folder = tmp_path / "Someone"
+    folder.mkdir()
+    shutil.copy(song.mixture, folder / "copy.wav")
+    (folder / "broken.mp3").write_text("not audio at all")
+    report = ingest_paths(discover([tmp_path]), ingested.catalog, ingested.service.models)
+    assert [p.name for p, _ in report.failed] == ["broken.mp3"]
+    assert "broken.mp3" in report.failed[0][1]
+    assert [p.name for p, _ in report.existing] == ["copy.wav"]  # same audio, same track
+    assert isinstance(report, IngestReport)
+
+
+def test_instrumental_song_has_no_timbre_vector(ingested):
+    instrumental = [s for s in ingested.corpus.songs() if s.instrumental]
+    if not instrumental:
+        pytest.skip("the tiny corpus drew no instrumental song")
+    track_id = ingested.track_id(instrumental[0])
+    ids, _ = ingested.catalog.track_vectors("timbre-track", [track_id])
+    with pytest.raises(SearchError, match="no timbre-track vector"):
+        ingested.service.similar_singers(track_id=track_id)
+    assert len(ids) == 0 or ingested.catalog.windows(track_id)
+
+
+def test_similar_singers_puts_a_songs_own_singer_first(ingested):
+    hits = 0
+    songs = _vocal_songs(ingested)
+    for song in songs:
+        answer = ingested.service.similar_singers(track_id=ingested.track_id(song),
+                                                  score_threshold=-1.0)
+        assert answer.results, answer.message
+        hits += answer.results[0].payload["name"] == song.artist
+        assert answer.results[0].payload["closest_tracks"]
+    assert hits / len(songs) >= 0.8
+
+
+def test_similar_singers_from_an_artist_excludes_that_artist(ingested):
+    artist = ingested.catalog.list_artists()[0]
+    answer = ingested.service.similar_singers(artist_id=artist.id, score_threshold=-1.0)
+    assert all(r.id != artist.id for r in answer.results)
+
+
+def test_query_by_example_in_each_space(ingested):
+    song = _vocal_songs(ingested)[0]
+    clip = audio.load(song.mixture)[: 8 * audio.SAMPLE_RATE]
+    for space in ("timbre", "melody", "tags", "mix"):
+        answer = ingested.service.search_example(clip, space=space, score_threshold=-1.0)
+        assert answer.results, (space, answer.message)
+        ids = [r.id for r in answer.results[:3]]
+        assert ingested.track_id(song) in ids, space
+
+
+def test_tag_search_and_not_semantics(ingested):
+    catalog = ingested.catalog
+    common = [t for t, n in catalog.tags() if 0 < n < catalog.count_tracks()]
+    assert len(common) >= 2
+    want, exclude = common[0], common[1]
+
+    def carriers(tag):
+        return {t.id for t in catalog.list_tracks(limit=1000)
+                if any(name == tag and score >= 0.5 for name, score, _ in t.tags)}
+
+    answer = ingested.service.search_tags(tags=[want], limit=100)
+    assert {r.id for r in answer.results} == carriers(want)
+    answer = ingested.service.search_tags(tags=[want], not_tags=[exclude], limit=100)
+    assert {r.id for r in answer.results} == carriers(want) - carriers(exclude)
+    scores = [r.score for r in answer.results]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_free_text_is_shown_as_the_tags_it_was_understood_as(ingested):
+    answer = ingested.service.search_tags(text="instrumental", limit=5)
+    assert answer.understood["tags"] == ["no vocals"]
+    with pytest.raises(SearchError, match="unknown tag"):
+        ingested.service.search_tags(tags=["not-a-tag"])
+
+
+def test_a_hum_finds_its_song(ingested):
+    queries = [q for q in ingested.corpus.queries()]
+    assert queries
+    found = 0
+    for q in queries:
+        answer = ingested.service.search_hum(audio.load(q.path))
+        top = [r.id for r in answer.results[:3]]
+        found += ingested.track_id(ingested.corpus.song(q.song_id)) in top
+        if answer.results:
+            p = answer.results[0].payload
+            assert 0 <= p["match_start"] < p["match_end"]
+    assert found / len(queries) >= 0.5
+
+
+def test_silence_and_noise_say_so_instead_of_returning_noise(ingested):
+    silence = np.zeros(5 * audio.SAMPLE_RATE, np.float32)
+    answer = ingested.service.search_hum(silence)
+    assert not answer.results and "no melody" in answer.message
+    noise = np.random.default_rng(0).standard_normal(5 * audio.SAMPLE_RATE).astype(np.float32)
+    answer = ingested.service.similar_singers(clip=0.1 * noise)
+    assert not answer.results and answer.message
+    track_id = ingested.track_id(_vocal_songs(ingested)[0])
+    answer = ingested.service.similar_tracks(track_id, space="timbre", score_threshold=0.9999)
+    assert not answer.results and answer.message == NOTHING_CLOSE
+
+
+def test_unknown_ids_and_spaces_are_clear_errors(ingested):
+    with pytest.raises(NotFoundError):
+        ingested.service.similar_tracks(10**9)
+    with pytest.raises(NotFoundError):
+        ingested.service.similar_singers(artist_id=10**9)
+    with pytest.raises(SearchError, match="unknown space"):
+        ingested.service.similar_tracks(1, space="colour")

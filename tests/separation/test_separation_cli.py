@@ -1,0 +1,63 @@
+"""`recsys separate` end to end: good files are written, bad audio gets the loader's error."""
+
+import numpy as np
+import soundfile as sf
+import torch
+from typer.testing import CliRunner
+
+from embeddings.separation import bsrnn
+from embeddings.separation.bsrnn import BSRNN, BSRNNConfig
+from recsys.cli import app
+
+SR = 16000
+
+
+def _tiny_weights(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    weights = tmp_path / "weights"
+    BSRNN(BSRNNConfig.named("tiny")).save(weights / "bsrnn-cpu.safetensors",
+                                          version="bsrnn-tiny-test", val_sdr=0.0)
+    monkeypatch.setattr(bsrnn, "WEIGHTS_DIR", weights)
+
+
+def test_separate_writes_both_stems_and_reports_bad_audio(tmp_path, monkeypatch):
+    _tiny_weights(tmp_path, monkeypatch)
+    good = tmp_path / "song one.wav"
+    t = np.arange(3 * SR) / SR
+    sf.write(good, (0.2 * np.sin(2 * np.pi * 330 * t)).astype(np.float32), 22050)
+    bad = tmp_path / "broken.mp3"
+    bad.write_bytes(b"this is not audio at all" * 10)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["separate", str(bad), str(good), "--out", str(out),
+                                      "--threads", "1"])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert "broken.mp3" in result.output and "no audio stream" in result.output
+    vocals, sr = sf.read(out / "song one.vocals.wav")
+    accompaniment, _ = sf.read(out / "song one.accompaniment.wav")
+    assert sr == SR and len(vocals) == len(accompaniment) > 0
+    assert not list(out.glob(".*"))  # no temporary files left behind
+    assert not (out / "broken.vocals.wav").exists()
+
+
+def test_separate_with_the_repet_sim_baseline(tmp_path):
+    rng = np.random.default_rng(0)
+    song = tmp_path / "x.flac"
+    sf.write(song, (0.1 * rng.standard_normal(6 * SR)).astype(np.float32), SR)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["separate", str(song), "--out", str(out),
+                                      "--model", "repet_sim", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert (out / "x.vocals.wav").exists() and (out / "x.accompaniment.wav").exists()
+
+
+def test_default_weights_are_the_better_on_validation(tmp_path, monkeypatch):
+    weights = tmp_path / "weights"
+    for name, val in [("bsrnn-cpu", 3.0), ("bsrnn-cpu-semi", 4.5)]:
+        BSRNN(BSRNNConfig.named("tiny")).save(weights / f"{name}.safetensors", version=name,
+                                              val_sdr=val)
+    monkeypatch.setattr(bsrnn, "WEIGHTS_DIR", weights)
+    assert bsrnn.load_pretrained().version == "bsrnn-cpu-semi"
+    assert bsrnn.load_pretrained("bsrnn-cpu").version == "bsrnn-cpu"
+    (weights / "bsrnn-cpu-semi.json").unlink()
+    assert bsrnn.load_pretrained().version == "bsrnn-cpu"

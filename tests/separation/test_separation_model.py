@@ -1,0 +1,126 @@
+"""Band split, mask application, the model's shapes, save/load and chunked inference."""
+
+import numpy as np
+import pytest
+import torch
+
+from embeddings.base import Separator
+from embeddings.separation.bandsplit import apply_mask, band_widths, merge_bands
+from embeddings.separation.baselines import MixtureAsEstimate, RepetSim, oracle_irm
+from embeddings.separation.bsrnn import BSRNN, BSRNNConfig, BsrnnSeparator
+from embeddings.separation.infer import chunk_starts, overlap_add
+
+SR = 16000
+
+
+@pytest.mark.parametrize("n_fft", [512, 1024, 2048])
+def test_band_split_covers_every_bin_once(n_fft):
+    widths = band_widths(n_fft, SR)
+    assert sum(widths) == n_fft // 2 + 1
+    assert all(w > 0 for w in widths)
+    # the bands are contiguous, so the bin -> band map is a partition of the bins
+    owner = np.repeat(np.arange(len(widths)), widths)
+    assert len(owner) == n_fft // 2 + 1 and np.all(np.diff(owner) >= 0)
+
+
+def test_band_split_follows_the_vocal_scheme():
+    widths = band_widths(1024, SR)
+    # 10 bands of 100 Hz below 1 kHz, 12 of 250 Hz to 4 kHz, 8 of 500 Hz to 8 kHz
+    assert len(widths) == 30
+    hz = 16000 / 1024
+    assert abs(sum(widths[:10]) * hz - 1000) < 2 * hz
+    assert abs(widths[15] * hz - 250) < hz and abs(widths[25] * hz - 500) < hz
+
+
+def test_identity_mask_reconstructs_the_input():
+    model = BSRNN(BSRNNConfig.named("tiny"))
+    x = torch.randn(2, 3 * SR) * 0.1
+    spec = model.stft(x)
+    ones = [torch.stack([torch.ones(2, w, spec.shape[2]), torch.zeros(2, w, spec.shape[2])], -1)
+            for w in model.widths]
+    y = model.istft(apply_mask(spec, merge_bands(ones)), x.shape[-1])
+    assert torch.allclose(y, x, atol=1e-5)
+
+
+def test_model_shapes_and_save_load(tmp_path):
+    model = BSRNN(BSRNNConfig.named("tiny")).eval()
+    x = torch.randn(2, SR) * 0.1
+    with torch.no_grad():
+        y = model(x)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+    model.save(tmp_path / "m.safetensors", version="tiny-1")
+    loaded, doc = BSRNN.load(tmp_path / "m.safetensors")
+    assert doc["version"] == "tiny-1"
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), y, atol=1e-6)
+
+
+def test_chunk_starts_cover_the_signal():
+    for length in [100, 1000, 1001, 12345]:
+        starts = chunk_starts(length, 400, 100)
+        assert starts[0] == 0 and starts[-1] + 400 >= length
+        assert starts[-1] + 100 < length or len(starts) == 1
+
+
+def test_overlap_add_equals_whole_file_for_a_local_separator():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(50_000).astype(np.float32)
+
+    def fn(piece):  # a per-sample operation: chunking must not change it at all
+        return np.stack([0.3 * piece, piece - 0.3 * piece])
+
+    out = overlap_add(fn, x, chunk=7000, overlap=1500)
+    assert out.shape == (2, len(x))
+    np.testing.assert_allclose(out, fn(x), atol=1e-6)
+    batched = overlap_add(fn, x, chunk=7000, overlap=1500, batch=3,
+                          batch_fn=lambda pieces: np.stack([fn(p) for p in pieces]))
+    np.testing.assert_allclose(batched, fn(x), atol=1e-6)
+
+
+def test_chunked_bsrnn_matches_whole_file_within_tolerance():
+    torch.manual_seed(0)
+    model = BSRNN(BSRNNConfig.named("tiny"))
+    sep = BsrnnSeparator(model, device="cpu", chunk_seconds=4.0, overlap_seconds=1.0)
+    rng = np.random.default_rng(1)
+    t = np.arange(12 * SR) / SR
+    x = (0.3 * np.sin(2 * np.pi * 220 * t) + 0.05 * rng.standard_normal(len(t))).astype(
+        np.float32)
+    vocals, accompaniment = sep.separate(x)
+    whole = sep.separate_chunk(x)
+    assert vocals.shape == x.shape
+    np.testing.assert_allclose(vocals + accompaniment, x, atol=1e-5)
+    err = np.sum((vocals - whole[0]) ** 2) / np.sum(whole[0] ** 2)
+    assert err < 0.05  # the BLSTMs see less context per chunk; the result must stay close
+
+
+def test_baselines_implement_the_protocol():
+    rng = np.random.default_rng(2)
+    x = (0.1 * rng.standard_normal(8 * SR)).astype(np.float32)
+    for sep in [MixtureAsEstimate(), RepetSim()]:
+        assert isinstance(sep, Separator)
+        v, a = sep.separate(x)
+        assert v.shape == a.shape == x.shape and np.isfinite(v).all()
+    v, a = MixtureAsEstimate().separate(x)
+    np.testing.assert_array_equal(v, x)
+
+
+def test_repet_sim_puts_a_repeating_loop_in_the_accompaniment():
+    rng = np.random.default_rng(3)
+    loop = (0.2 * rng.standard_normal(SR // 2)).astype(np.float32)
+    accompaniment = np.tile(loop, 16)
+    t = np.arange(len(accompaniment)) / SR
+    voice = (0.2 * np.sin(2 * np.pi * (300 + 100 * np.sin(2 * np.pi * 0.3 * t)) * t)).astype(
+        np.float32)
+    voice[: 2 * SR] = 0
+    v, a = RepetSim().separate(accompaniment + voice)
+    # the estimated accompaniment correlates more with the loop than the vocals estimate does
+    assert np.dot(a, accompaniment) > np.dot(v, accompaniment)
+
+
+def test_oracle_irm_is_near_perfect_on_disjoint_spectra():
+    t = np.arange(4 * SR) / SR
+    v = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    a = (0.3 * np.sin(2 * np.pi * 3000 * t)).astype(np.float32)
+    ev, ea = oracle_irm(v + a, v, a)
+    assert np.mean((ev - v) ** 2) < 1e-3 * np.mean(v**2)
+    assert np.mean((ea - a) ** 2) < 1e-3 * np.mean(a**2)
