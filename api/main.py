@@ -93,6 +93,17 @@ def _open_service(app: FastAPI) -> None:
     app.state.service = open_service(app.state.settings)
 
 
+def _one_thread_per_query() -> None:
+    """A server runs many small searches at once: parallelism comes from concurrent requests,
+    and FAISS's OpenMP threads inside each tiny search only wait on each other (measured on
+    2 loaded cores: similar singers 46 ms with one thread vs 279 ms with two)."""
+    try:
+        import faiss
+    except ImportError:
+        return
+    faiss.omp_set_num_threads(1)
+
+
 def serve(settings: Settings | None = None, host: str = "127.0.0.1", port: int = 8000,
           log_level: str = "info") -> None:
     """Open the catalog (its indexes are checked against SQL), load the models once, and
@@ -102,7 +113,9 @@ def serve(settings: Settings | None = None, host: str = "127.0.0.1", port: int =
     from recsys.context import open_service
 
     settings = settings or get_settings()
+    _one_thread_per_query()
     service = open_service(settings)
     _ = service.models  # load every model now, not on the first request
     app = create_app(settings, service)
+    print(f"serving on http://{host}:{port}/  (API docs at /docs)", flush=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -42,7 +42,7 @@ class TCAEConfig:
     n_mels: int = 48
     n_fft: int = 512
     hop: int = 256
-    channels: int = 64  # width of the residual stacks
+    channels: int = 32  # width of the residual stacks (small: trained on a shared CPU)
     latent: int = 128  # latent channels per frame = window embedding size
     layers: int = 6  # residual blocks per stack, dilation 1, 2, 4, ... 2**(layers-1)
     kernel: int = 3

@@ -45,7 +45,7 @@ class HumPair:
 @dataclass
 class TrainConfig:
     steps: int = 3000
-    batch: int = 32  # pairs per step
+    batch: int = 16  # pairs per step
     hum_fraction: float = 0.5  # share of a batch drawn from hum pairs (if any)
     lr: float = 2e-3
     weight_decay: float = 1e-4

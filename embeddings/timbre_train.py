@@ -62,6 +62,20 @@ class WindowSet:
         os.replace(tmp, path)
 
     @classmethod
+    def concat(cls, parts: Sequence[WindowSet]) -> WindowSet:
+        """One set from several (labels kept as they are)."""
+        if not parts:
+            raise ValueError("no windows to train on")
+        copies = all(p.shifted is not None for p in parts)
+        return cls(
+            np.concatenate([p.logmel for p in parts]),
+            np.concatenate([p.singer for p in parts]),
+            np.concatenate([p.track for p in parts]),
+            np.concatenate([p.shifted for p in parts]) if copies else None,
+            np.concatenate([p.stretched for p in parts]) if copies else None,
+        )
+
+    @classmethod
     def load(cls, path: str | os.PathLike) -> WindowSet:
         with np.load(path) as z:
             return cls(

@@ -99,7 +99,7 @@ def track_input(source: SongSource, digest: str, duration: float, analysis: Anal
         WindowInput(
             start=float(windows.starts[i]), end=float(windows.ends[i]),
             voiced=bool(analysis.voiced[i]),
-            vectors={MELODY_WINDOW: melody[i]} if analysis.voiced[i] else {},
+            vectors={MELODY_WINDOW: melody[i]} if analysis.melodic[i] else {},
         )
         for i in range(len(windows))
     ]

@@ -14,7 +14,7 @@ import numpy as np
 
 from embeddings import registry, voicing
 from embeddings.base import MelodyEncoder, Separator, Tagger, TimbreEncoder, l2_normalize
-from embeddings.windows import Windows, cut
+from embeddings.windows import CONTOUR_HOP_SECONDS, WINDOW_SECONDS, Windows, cut
 from recsys.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,7 @@ class Analysis:
     timbre_windows: np.ndarray  # (n_voiced, d) rows for voiced windows only
     timbre_track: np.ndarray | None  # (d,) or None when nothing is sung
     melody_windows: np.ndarray  # (n, d)
+    melodic: np.ndarray  # (n,) bool: windows with enough voiced pitch to index their melody
     contour: np.ndarray  # (frames,) MIDI, NaN unvoiced
     tag_probs: np.ndarray  # (T,) track-level
     tag_joint: np.ndarray  # (d,) track-level
@@ -100,20 +101,23 @@ def analyse(mixture: np.ndarray, models: Models) -> Analysis:
 def analyse_separated(mixture: np.ndarray, vocals: np.ndarray, models: Models) -> Analysis:
     mix_windows = cut(mixture)
     vocal_windows = cut(vocals)
-    voiced = np.asarray(voicing.voiced_windows(vocal_windows.audio, vocals), dtype=bool)
+    voiced = np.asarray(voicing.voiced_windows(vocal_windows.audio, vocals, mix_windows.audio),
+                        dtype=bool)
     timbre_windows = (
         models.timbre.embed(vocal_windows.audio[voiced])
         if voiced.any() else np.zeros((0, models.timbre.dim), np.float32)
     )
     timbre_track = l2_normalize(timbre_windows.mean(axis=0)) if len(timbre_windows) else None
     probs, joint = models.tagger.predict(mix_windows.audio)
+    contour = np.asarray(models.melody.contour(vocals), dtype=np.float32)
     analysis = Analysis(
         windows=vocal_windows,
         voiced=voiced,
         timbre_windows=timbre_windows,
         timbre_track=timbre_track,
         melody_windows=models.melody.embed(vocal_windows.audio),
-        contour=np.asarray(models.melody.contour(vocals), dtype=np.float32),
+        melodic=melodic_windows(contour, vocal_windows.starts),
+        contour=contour,
         tag_probs=probs.mean(axis=0),
         tag_joint=l2_normalize(joint.mean(axis=0)),
     )
@@ -121,3 +125,20 @@ def analyse_separated(mixture: np.ndarray, vocals: np.ndarray, models: Models) -
         labels, p = models.gender.predict(timbre_track[None])
         analysis.gender, analysis.gender_prob = str(labels[0]), float(p[0])
     return analysis
+
+
+MIN_VOICED_WINDOW_SECONDS = 0.5
+
+
+def melodic_windows(contour: np.ndarray, starts: np.ndarray,
+                    min_voiced: float = MIN_VOICED_WINDOW_SECONDS) -> np.ndarray:
+    """``(n,)`` bool: which windows (starting at ``starts`` seconds) hold at least
+    ``min_voiced`` seconds of voiced pitch in ``contour`` — the windows worth indexing in
+    the melody space (instrumental passages have no melody to hum)."""
+    per = int(round(WINDOW_SECONDS / CONTOUR_HOP_SECONDS))
+    voiced = np.isfinite(contour)
+    out = np.zeros(len(starts), dtype=bool)
+    for i, start in enumerate(starts):
+        a = int(round(start / CONTOUR_HOP_SECONDS))
+        out[i] = voiced[a: a + per].sum() * CONTOUR_HOP_SECONDS >= min_voiced
+    return out

@@ -50,8 +50,7 @@ def get_artist(artist_id: ArtistId, catalog: CatalogDep) -> dict:
             summary="Singers who sound like this artist")
 def similar_artists(artist_id: ArtistId, service: ServiceDep, paging: PagingDep) -> dict:
     """Closest artists in the timbre space, each with its tracks closest to this voice
-    (``payload.closest_tracks``) so a listener can hear why they match."""
-    found_artist(service.catalog, artist_id)
+    (`payload.closest_tracks`) so a listener can hear why they match."""
     return public_answer(service.similar_singers(artist_id=artist_id, **paging.kwargs()))
 
 
@@ -59,7 +58,7 @@ def similar_artists(artist_id: ArtistId, service: ServiceDep, paging: PagingDep)
             summary="2-D map of the singers")
 def singer_map(request: Request, catalog: CatalogDep) -> SingerMap:
     """Every artist's timbre vector projected to 2-D with t-SNE (PCA below 5 artists),
-    cached until the catalog changes. Close points sing alike; ``gender`` is the majority of
+    cached until the catalog changes. Close points sing alike; `gender` is the majority of
     the predicted vocal gender of the artist's tracks."""
     from recsys.pipeline import TIMBRE_ARTIST
 
@@ -100,7 +99,7 @@ def _genders(catalog) -> dict[int, str]:
 
 
 def _project(vectors):
-    """``(n, d)`` -> ``((n, 2), method)``: t-SNE needs more points than its perplexity."""
+    """`(n, d)` -> `((n, 2), method)`: t-SNE needs more points than its perplexity."""
     import numpy as np
 
     n = len(vectors)

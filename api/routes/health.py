@@ -1,4 +1,4 @@
-"""``GET /health``: the service answers and the catalog can be read."""
+"""`GET /health`: the service answers and the catalog can be read."""
 
 from fastapi import APIRouter
 

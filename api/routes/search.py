@@ -69,16 +69,16 @@ def search_similar_singers(service: ServiceDep, settings: SettingsDep, paging: F
 @router.post("/hum", response_model=SearchResponse, summary="Which song goes like this hum")
 def search_hum(service: ServiceDep, settings: SettingsDep, paging: FormPagingDep,
                file: ClipFile) -> dict:
-    """Query by humming: key- and tempo-invariant; results carry ``match_start`` and
-    ``match_end`` (seconds into the song)."""
+    """Query by humming: key- and tempo-invariant; results carry `match_start` and
+    `match_end` (seconds into the song)."""
     clip = _clip(file, settings)
     return public_answer(service.search_hum(clip, **paging.kwargs()))
 
 
 @router.post("/tags", response_model=SearchResponse, summary="Tracks by tags or free text")
 def search_tags(service: ServiceDep, request: Annotated[TagSearchRequest, Body()]) -> dict:
-    """Tracks carrying every tag in ``tags`` and none in ``not``; or free ``text``, which is
-    mapped to tags first (``understood`` in the answer says how)."""
+    """Tracks carrying every tag in `tags` and none in `not`; or free `text`, which is
+    mapped to tags first (`understood` in the answer says how)."""
     return public_answer(service.search_tags(
         tags=request.tags, not_tags=request.not_, text=request.text,
         min_tag_score=request.min_tag_score, limit=request.limit, offset=request.offset,

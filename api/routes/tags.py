@@ -1,4 +1,4 @@
-"""``GET /tags``: the vocabulary a search may use, with how many tracks carry each tag."""
+"""`GET /tags`: the vocabulary a search may use, with how many tracks carry each tag."""
 
 from typing import Annotated
 

@@ -41,8 +41,8 @@ MAX_USER_TAGS = 20
 
 @router.get("", response_model=Page, summary="List tracks")
 def list_tracks(catalog: CatalogDep, paging: ListPagingDep) -> Page:
-    """Tracks in id order, ``limit`` at a time from ``offset``, optionally filtered
-    (e.g. ``filter={"must": [{"key": "gender", "match": {"value": "female"}}]}``)."""
+    """Tracks in id order, `limit` at a time from `offset`, optionally filtered
+    (e.g. `filter={"must": [{"key": "gender", "match": {"value": "female"}}]}`)."""
     start = time.perf_counter()
     rows = [track_view(t) for t in
             catalog.list_tracks(limit=paging.limit, offset=paging.offset, filter=paging.filter)]
@@ -72,7 +72,7 @@ def upload_track(
         description="Comma-separated tags given by the uploader.")] = None,
 ) -> UploadResponse:
     """Ingest one song: separate the voice, embed it, tag it and add it to the catalog.
-    The same audio twice is one track (``status`` is then ``"existing"``)."""
+    The same audio twice is one track (`status` is then `"existing"`)."""
     from recsys.ingest import IngestReport, ingest_one
     from recsys.metadata import SongSource, bytes_hash
 
@@ -126,7 +126,7 @@ def delete_track(request: Request, track_id: TrackId, catalog: CatalogDep,
                              "description": "The audio file; supports HTTP Range."},
                        206: {"description": "The requested byte range."}})
 def track_audio(track_id: TrackId, catalog: CatalogDep) -> FileResponse:
-    """The original file, with ``Range`` support so a player can seek to a matched time."""
+    """The original file, with `Range` support so a player can seek to a matched time."""
     track = found_track(catalog, track_id)
     path = Path(track.source_uri or "")
     if not track.source_uri or not path.is_file():
@@ -147,5 +147,4 @@ def similar_tracks(
     = "timbre",
 ) -> dict:
     """The closest catalog tracks in one space (the track itself is left out)."""
-    found_track(service.catalog, track_id)
     return public_answer(service.similar_tracks(track_id, space=space, **paging.kwargs()))

@@ -67,13 +67,25 @@ def run(corpus_dir: str | Path, split: str = "test", max_songs: int = 0,
     from recsys.corpus import Corpus
 
     corpus = Corpus(corpus_dir)
-    songs = [s for s in corpus.songs(split) if not s.instrumental]
+    systems = [s for s in SEPARATED
+               if s not in WEIGHTS or (WEIGHTS_DIR / f"{WEIGHTS[s]}.safetensors").exists()]
+    # never score on a tune (or, on `test`, a singer) any shipped weights were trained on,
+    # even when the weights came from another corpus build
+    heard_singers, heard_tunes = set(), set()
+    for s in systems:
+        if s in WEIGHTS:
+            doc = json.loads((WEIGHTS_DIR / f"{WEIGHTS[s]}.json").read_text())
+            heard_singers |= set(doc.get("heard_singers", []))
+            heard_tunes |= set(doc.get("heard_tunes", []))
+    candidates = [s for s in corpus.songs(split) if not s.instrumental]
+    songs = [s for s in candidates if s.tune_id not in heard_tunes
+             and (split != "test" or s.singer_id not in heard_singers)]
+    excluded = len(candidates) - len(songs)
     if max_songs:
         songs = songs[:max_songs]
     if not songs:
-        raise ValueError(f"the {split} split of {corpus_dir} has no songs with vocals")
-    systems = [s for s in SEPARATED
-               if s not in WEIGHTS or (WEIGHTS_DIR / f"{WEIGHTS[s]}.safetensors").exists()]
+        raise ValueError(f"the {split} split of {corpus_dir} has no songs with vocals "
+                         "that the separators were not trained on")
     missing = [s for s in SEPARATED if s not in systems]
     separators = {s: _load_separator(s) for s in systems}
     scores: dict[str, dict[str, list[float]]] = {
@@ -131,6 +143,8 @@ def run(corpus_dir: str | Path, split: str = "test", max_songs: int = 0,
                        "arrays included)",
         "oracle_irm": "power ratio mask |V|^2/(|V|^2+|A|^2) from the true stems, STFT 1024/256",
         "audio_seconds": round(audio_seconds, 1),
+        "excluded_heard": f"{excluded} {split} songs skipped: their tune (or singer) was "
+                          "heard in training by the shipped weights",
     }
     if missing:
         notes["missing"] = f"no shipped weights for {', '.join(missing)}"

@@ -47,11 +47,26 @@ def resolve_separator(name: str):
     raise RuntimeError("no separator could be loaded (" + "; ".join(errors) + ")")
 
 
+def file_stamp(path: Path) -> str:
+    """Short digest of a file's path, size and mtime: a cache key that changes when a corpus
+    is rebuilt in place."""
+    import hashlib
+
+    st = Path(path).stat()
+    key = f"{Path(path).resolve()}:{st.st_size}:{st.st_mtime_ns}"
+    return hashlib.sha1(key.encode()).hexdigest()[:10]
+
+
+def separated_path(song, label: str, cache: Path) -> Path:
+    return Path(cache) / "vocals" / label / f"{song.song_id}-{file_stamp(song.mixture)}.wav"
+
+
 def separated_vocals(song, separator, label: str, cache: Path) -> np.ndarray:
-    """The song's mixture through ``separator``, cached as WAV under ``cache/vocals/label``."""
+    """The song's mixture through ``separator``, cached as WAV under ``cache/vocals/label``
+    (keyed by song id and the mixture file's stamp)."""
     from embeddings import audio
 
-    path = Path(cache) / "vocals" / label / f"{song.song_id}.wav"
+    path = separated_path(song, label, cache)
     if path.exists():
         return audio.load(path)
     vocals, _ = separator.separate(audio.load(song.mixture))

@@ -52,10 +52,12 @@ def _val_excerpts(songs, seconds: float, limit: int):
 
 
 def _unlabeled_mixtures(folder: Path, data_corpus, warn):
-    """Audio to mine pseudo-labels from: a folder of any songs, or a corpus' mixtures.
+    """``(song or path, audio)`` to mine pseudo-labels from: a folder of any songs, or a
+    corpus' mixtures.
 
-    From a corpus only the mixtures are used (never its stems), never its test splits, and
-    never songs sharing a singer or a tune with the test splits of the training corpus.
+    From a corpus only the mixtures are used (never its stems), and never songs sharing a
+    singer or a tune with the test splits of the training corpus (nor, when it is the
+    training corpus itself, its test splits).
     """
     from embeddings.audio import AudioError, load
     from recsys.corpus import Corpus
@@ -64,14 +66,18 @@ def _unlabeled_mixtures(folder: Path, data_corpus, warn):
         held_out = [s for split in ("test", "test_seen") for s in data_corpus.songs(split)]
         singers = {s.singer_id for s in held_out if s.singer_id}
         tunes = {s.tune_id for s in held_out}
-        songs = [s for s in Corpus(folder).songs() if s.split in ("train", "val")
-                 and s.singer_id not in singers and s.tune_id not in tunes]
-        paths = [s.mixture for s in songs]
+        unlabeled = Corpus(folder)
+        # the training corpus itself lends only its train/val mixtures; another corpus lends
+        # every song that shares no singer or tune with the training corpus' held-out splits
+        same = unlabeled.root == data_corpus.root
+        sources = [s for s in unlabeled.songs() if (not same or s.split in ("train", "val"))
+                   and s.singer_id not in singers and s.tune_id not in tunes]
     else:
-        paths = _audio_files(folder)
-    for path in paths:
+        sources = _audio_files(folder)
+    for source in sources:
+        path = getattr(source, "mixture", source)
         try:
-            yield path, load(path)
+            yield source, load(path)
         except AudioError as e:
             warn(f"skipped {path}: {e}")
 
@@ -105,6 +111,7 @@ def train_separator(
     """Train the BSRNN vocal separator on the corpus' train split with random-remix
     augmentation; validation SDR on `val` each epoch; resumable. With --unlabeled, fine-tune
     on labeled data mixed with energy-filtered pseudo-labels (BSRNN paper)."""
+    import json
     import shutil
     import time
 
@@ -156,6 +163,14 @@ def train_separator(
     else:
         model = BSRNN(model_config)
     pools = Pools(vocals, accompaniment)
+    # every singer and tune the weights have heard, so a benchmark can prove it never scores
+    # on them (init weights pass theirs on)
+    heard_singers = {x.singer_id for x in songs if x.singer_id}
+    heard_tunes = {x.tune_id for x in songs}
+    if init_path is not None:
+        init_doc = json.loads(init_path.with_suffix(".json").read_text())
+        heard_singers |= set(init_doc.get("heard_singers", []))
+        heard_tunes |= set(init_doc.get("heard_tunes", []))
     meta = {"version": f"bsrnn-{config}-1", "trained_on": str(data), "split": "train"}
     mining = {}
     if unlabeled is not None:
@@ -163,6 +178,8 @@ def train_separator(
         separator = BsrnnSeparator(model, device=dev)
         items = list(_unlabeled_mixtures(unlabeled, corpus,
                                          lambda m: typer.secho(m, fg="yellow", err=True)))
+        heard_singers |= {x.singer_id for x, _ in items if getattr(x, "singer_id", None)}
+        heard_tunes |= {x.tune_id for x, _ in items if getattr(x, "tune_id", None)}
         if not items:
             _fail(f"no readable audio in {unlabeled}")
         with _progress() as bar:
@@ -183,6 +200,7 @@ def train_separator(
             typer.secho("no window passed the energy filter; fine-tuning on labeled data only",
                         fg="yellow", err=True)
 
+    meta["heard_singers"], meta["heard_tunes"] = sorted(heard_singers), sorted(heard_tunes)
     cfg = TrainConfig(epochs=epochs, steps_per_epoch=steps, batch_size=batch,
                       segment_seconds=segment, lr=lr, seed=seed)
     with _progress() as bar:

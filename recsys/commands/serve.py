@@ -28,8 +28,12 @@ def serve_command(
 
     settings = get_settings()
     typer.echo(f"loading the catalog at {settings.data_dir} and the models...")
-    typer.echo(f"serving on http://{host}:{port}/  (API docs at /docs)")
-    serve(settings, host=host, port=port, log_level=log_level)
+    try:
+        serve(settings, host=host, port=port, log_level=log_level)
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        # missing weights, an unmigrated database, a busy port: one clear line, no traceback
+        typer.secho(f"error: the server could not start: {e}", fg="red", err=True)
+        raise typer.Exit(1) from None
 
 
 @bench_app.command("api")

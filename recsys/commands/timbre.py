@@ -15,6 +15,30 @@ def _sung(songs):
     return [s for s in songs if not s.instrumental and s.singer_id]
 
 
+def song_windows(song_id: str, vocals: Path, label: str, config, per_track: int, copies: bool,
+                 seed: int, cache: Path):
+    """One song's training windows (+ copies), cached by the vocals' file stamp so a grown
+    corpus only adds work; ``None`` when the song has no voiced window."""
+    import hashlib
+    import json
+
+    from embeddings.timbre_train import WindowSet, build_window_set
+    from recsys.bench.singer import file_stamp
+
+    recipe = json.dumps([vars(config), copies, seed], sort_keys=True)
+    recipe = hashlib.sha1(recipe.encode()).hexdigest()[:8]
+    path = cache / "windows" / label / f"{song_id}-{file_stamp(vocals)}-{recipe}-{per_track}.npz"
+    if path.exists():
+        return WindowSet.load(path)
+    song_seed = seed + int(hashlib.sha1(song_id.encode()).hexdigest()[:6], 16)
+    try:
+        part = build_window_set([vocals], [0], config, per_track, copies, seed=song_seed)
+    except ValueError:
+        return None
+    part.save(path)
+    return part
+
+
 @train_app.command("timbre")
 def train_timbre(
     data: Path = typer.Option(..., "--data", help="A corpus built by `recsys corpus build`."),
@@ -47,15 +71,9 @@ def train_timbre(
 
     from embeddings.gender import GenderClassifier
     from embeddings.timbre import TimbreConfig, TimbreNet
-    from embeddings.timbre_train import (
-        TrainConfig,
-        WindowSet,
-        build_window_set,
-        evaluate,
-        train,
-    )
+    from embeddings.timbre_train import TrainConfig, WindowSet, evaluate, train
     from recsys.bench.result import invoked_command
-    from recsys.bench.singer import resolve_separator, separated_vocals
+    from recsys.bench.singer import resolve_separator, separated_path, separated_vocals
     from recsys.corpus import Corpus
 
     if source not in ("clean", "separated"):
@@ -79,28 +97,23 @@ def train_timbre(
                 separated_vocals(song, sep, label, cache)
                 bar.advance(task)
 
-    def vocal_paths(split):
-        if source == "clean":
-            return [s.vocals for s in songs[split]]
-        return [cache / "vocals" / label / f"{s.song_id}.wav" for s in songs[split]]
-
-    sets = {}
-    for split, per_track in (("train", windows_per_track), ("val", 4)):
-        key = json.dumps([sorted(s.song_id for s in songs[split]), vars(config), per_track,
-                          copies, seed, label], sort_keys=True, default=str)
-        digest = hashlib.sha1(key.encode()).hexdigest()[:10]
-        path = cache / "windows" / f"{split}-{label}-{digest}.npz"
-        if path.exists():
-            sets[split] = WindowSet.load(path)
-            continue
+    def window_set(split: str, per_track: int) -> WindowSet:
+        parts = []
         with Progress(console=console) as bar:
             task = bar.add_task(f"windows + copies ({split})", total=len(songs[split]))
-            sets[split] = build_window_set(
-                vocal_paths(split), [singer_index[s.singer_id] for s in songs[split]], config,
-                max_windows_per_track=per_track, copies=copies, seed=seed,
-                progress=lambda n, task=task: bar.advance(task, n),
-            )
-        sets[split].save(path)
+            for i, song in enumerate(songs[split]):
+                vocals = song.vocals if source == "clean" else separated_path(song, label, cache)
+                part = song_windows(song.song_id, vocals, label, config, per_track, copies,
+                                    seed, cache)
+                bar.advance(task)
+                if part is None:  # no voiced window in this song
+                    continue
+                part.singer[:] = singer_index[song.singer_id]
+                part.track[:] = i
+                parts.append(part)
+        return WindowSet.concat(parts)
+
+    sets = {"train": window_set("train", windows_per_track), "val": window_set("val", 4)}
     console.print(f"train windows {len(sets['train'])} of {len(songs['train'])} songs, "
                   f"val windows {len(sets['val'])} of {len(songs['val'])} songs")
 

@@ -27,14 +27,22 @@ MIN_NOTE_S = 0.1
 
 def choose_span(notes: list[tuple[float, float, float]], rng: np.random.Generator,
                 min_s: float = 8.0, max_s: float = 15.0) -> list[int]:
-    """Indices of consecutive notes covering a random 8-15 s span starting at any note."""
+    """Indices of consecutive notes covering a random 8-15 s span starting at any note.
+
+    Notes are added until the span reaches a random target length, never past ``max_s``;
+    a song whose melody is shorter than ``min_s`` gives all its notes.
+    """
     want = float(rng.uniform(min_s, max_s))
     last_off = notes[-1][1]
-    starts = [i for i, n in enumerate(notes) if n[0] + want <= last_off] or [0]
+    starts = [i for i, n in enumerate(notes) if n[0] + min_s <= last_off] or [0]
     i0 = int(rng.choice(starts))
     t0 = notes[i0][0]
-    idx = [i for i in range(i0, len(notes)) if notes[i][1] <= t0 + want + 1e-6]
-    return idx or [i0]
+    idx = [i0]
+    for i in range(i0 + 1, len(notes)):
+        if notes[idx[-1]][1] - t0 >= want or notes[i][1] - t0 > max_s:
+            break
+        idx.append(i)
+    return idx
 
 
 def make_query(song_notes: list[tuple[float, float, float]], song_voice: str | None,

@@ -16,7 +16,7 @@ from recsys.corpus.build import BuildError, BuildParams, build, plan
 from recsys.corpus.singers import SR, all_singers, sing, vibrato
 from recsys.corpus.tunes import Tune, parse_tune
 
-TINY = BuildParams(songs=4, seed=3, song_seconds=10.0, queries_per_song=1.0)
+TINY = BuildParams(songs=4, seed=3, song_seconds=8.0, queries_per_song=1.0)
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +70,7 @@ def test_manifest_round_trip(corpus, corpus_dirs):
     for q in corpus.queries():
         song = corpus.song(q.song_id)
         assert q.path.is_file() and q.split == song.split and q.voice != song.voice
-        assert 0 <= q.start_s < q.end_s <= song.duration
+        assert 0 <= q.start_s < q.end_s <= song.duration and q.end_s - q.start_s <= 15
         for key in ("transpose_semitones", "tempo_factor", "timing_jitter_s", "wrong_notes",
                     "breath_gaps_before_notes", "noise", "snr_db"):
             assert key in q.params
@@ -240,7 +240,7 @@ def test_reader_rejects_unknown_split(corpus):
 
 def test_build_refuses_a_different_existing_corpus(corpus_dirs, tune_cache):
     with pytest.raises(BuildError, match="other parameters"):
-        build(corpus_dirs[0], BuildParams(songs=5, seed=3, song_seconds=10.0),
+        build(corpus_dirs[0], BuildParams(songs=5, seed=3, song_seconds=8.0),
               cache_dir=tune_cache)
     with pytest.raises(BuildError, match="--songs"):
         build(corpus_dirs[0], BuildParams(songs=0, seed=3))
@@ -260,3 +260,15 @@ def test_cli_info_and_bad_build(corpus_dirs, tmp_path):
     (tmp_path / "junk.txt").write_text("x")
     r = runner.invoke(app, ["corpus", "build", "--out", str(tmp_path), "--songs", "2"])
     assert r.exit_code == 2 and "not empty" in r.output
+
+
+def test_hum_spans_are_8_to_15_seconds():
+    from recsys.corpus.hum import choose_span
+
+    notes = [(0.37 * i, 0.37 * i + 0.3, 60.0 + i % 7) for i in range(200)]
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        idx = choose_span(notes, rng)
+        assert idx == list(range(idx[0], idx[-1] + 1))
+        span = notes[idx[-1]][1] - notes[idx[0]][0]
+        assert 8.0 <= span <= 15.0
