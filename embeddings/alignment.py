@@ -98,12 +98,15 @@ def _fold(d: np.ndarray) -> np.ndarray:
     return np.abs(d - 12.0 * np.round(d / 12.0))
 
 
-def _candidate_shifts(ref: np.ndarray, span: int, max_shifts: int) -> np.ndarray:
-    """Medians of track stretches ``span`` frames long, most frequent first, rounded."""
+def _candidate_shifts(ref: np.ndarray, span: int, max_shifts: int, fold: bool) -> np.ndarray:
+    """Medians of track stretches ``span`` frames long, most frequent first, rounded (and
+    taken modulo an octave when octaves are folded: shifts 12 apart then cost the same)."""
     span = max(1, min(span, len(ref)))
     stride = max(1, span // 4)
     starts = np.arange(0, len(ref) - span + 1, stride)
     medians = np.round([np.median(ref[s : s + span]) for s in starts])
+    if fold:
+        medians = medians % 12
     values, counts = np.unique(medians, return_counts=True)
     return values[np.argsort(-counts, kind="stable")][:max_shifts]
 
@@ -138,7 +141,7 @@ def _search(q0: np.ndarray, r: np.ndarray, config: AlignConfig) -> tuple[float, 
     best = (np.inf, config.tempos[0], 0.0)
     for tempo in config.tempos:
         q = _resample(qc, tempo)
-        for shift in _candidate_shifts(rc, len(q), config.max_shifts):
+        for shift in _candidate_shifts(rc, len(q), config.max_shifts, config.fold_octaves):
             value = float(np.min(_subseq_costs(q, rc, shift, config)[0]))
             if value < best[0]:
                 best = (value, tempo, float(shift))
@@ -158,10 +161,19 @@ def _cost(q0: np.ndarray, ref: PreparedContour, config: AlignConfig):
 
 def _locate(q0: np.ndarray, ref: PreparedContour, tempo: float, shift: float,
             config: AlignConfig) -> Match:
-    end_costs, path = _subseq_costs(
-        _resample(q0, tempo), ref.pitch.astype(np.float32), shift, config, backtrack=True
-    )
-    first, last = int(path[-1, 1]), int(path[0, 1])
+    try:
+        end_costs, path = _subseq_costs(
+            _resample(q0, tempo), ref.pitch.astype(np.float32), shift, config, backtrack=True
+        )
+    except librosa.util.exceptions.ParameterError:
+        end_costs, path = np.array([np.inf]), None
+    if path is None or not np.isfinite(end_costs).any():
+        # the track is too short for the hum at any allowed slope
+        return Match(float("inf"), float(ref.times[0]), float(ref.times[-1]), tempo, shift)
+    # an infeasible alignment (reference too short for the hum at this tempo) backtracks
+    # from an infinite cost through padding: keep the indices inside the reference
+    last = min(int(path[0, 1]), len(end_costs) - 1)
+    first = min(int(path[-1, 1]), last)
     half = (ref.times[1] - ref.times[0]) / 2 if len(ref.times) > 1 else 0.0
     return Match(
         cost=float(end_costs[last]),

@@ -244,17 +244,20 @@ def sample_batch(data: WindowSet, cfg: TrainConfig, rng: np.random.Generator):
     return idx, data.singer[idx]
 
 
-def same_singer_retrieval(vectors: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+def same_singer_retrieval(
+    vectors: np.ndarray, labels: np.ndarray, queries: np.ndarray | None = None
+) -> dict[str, float]:
     """Leave-one-out retrieval over unit ``vectors (n, d)`` with singer ``labels (n,)``:
     top-1 accuracy and mean average precision (scikit-learn) over the queries that have at
-    least one other item of their singer."""
+    least one other item of their singer. ``queries (n,)`` bool: which items query (default
+    all); every item is in the gallery."""
     from sklearn.metrics import average_precision_score
 
     vectors = np.asarray(vectors, dtype=np.float32)
     labels = np.asarray(labels)
     sims = vectors @ vectors.T
     top1, aps = [], []
-    for i in range(len(vectors)):
+    for i in np.flatnonzero(np.ones(len(vectors), bool) if queries is None else queries):
         others = np.arange(len(vectors)) != i
         relevant = labels[others] == labels[i]
         if not relevant.any():
@@ -268,9 +271,13 @@ def same_singer_retrieval(vectors: np.ndarray, labels: np.ndarray) -> dict[str, 
 
 
 @torch.no_grad()
-def evaluate(model: TimbreNet, data: WindowSet, batch_size: int = 128) -> dict[str, float]:
-    """Track-level same-singer retrieval on ``data`` (mean of each track's window vectors),
-    and how far the pitch/tempo copies sit from their anchors (cosine similarities)."""
+def evaluate(
+    model: TimbreNet, data: WindowSet, gallery: WindowSet | None = None, batch_size: int = 128
+) -> dict[str, float]:
+    """Track-level same-singer retrieval of ``data``'s tracks (mean of each track's window
+    vectors) among themselves and, if given, ``gallery``'s tracks (e.g. the training songs,
+    which steadies a small validation split); and how far the pitch/tempo copies sit from
+    their anchors (cosine similarities)."""
     model.eval()
 
     def emb(x):
@@ -279,12 +286,20 @@ def evaluate(model: TimbreNet, data: WindowSet, batch_size: int = 128) -> dict[s
             for i in range(0, len(x), batch_size)
         ]).numpy()
 
+    def track_vectors(z, ws):
+        tracks = np.unique(ws.track)
+        vecs = np.stack([z[ws.track == t].mean(0) for t in tracks])
+        labels = np.array([ws.singer[ws.track == t][0] for t in tracks])
+        return vecs / np.linalg.norm(vecs, axis=1, keepdims=True), labels
+
     z = emb(data.logmel)
-    tracks = np.unique(data.track)
-    vecs = np.stack([z[data.track == t].mean(0) for t in tracks])
-    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-    labels = np.array([data.singer[data.track == t][0] for t in tracks])
-    out = same_singer_retrieval(vecs, labels)
+    vecs, labels = track_vectors(z, data)
+    queries = np.ones(len(vecs), bool)
+    if gallery is not None:
+        g_vecs, g_labels = track_vectors(emb(gallery.logmel), gallery)
+        vecs, labels = np.concatenate([vecs, g_vecs]), np.concatenate([labels, g_labels])
+        queries = np.concatenate([queries, np.zeros(len(g_vecs), bool)])
+    out = same_singer_retrieval(vecs, labels, queries)
     if data.shifted is not None:
         out["cos_shifted"] = float((z * emb(data.shifted)).sum(1).mean())
         out["cos_stretched"] = float((z * emb(data.stretched)).sum(1).mean())
@@ -304,12 +319,14 @@ def train(
     data: WindowSet,
     cfg: TrainConfig,
     val: WindowSet | None = None,
+    gallery: WindowSet | None = None,
     on_step: Callable[[int, float], None] | None = None,
     on_eval: Callable[[int, dict], None] | None = None,
     checkpoint: Callable[[TimbreNet, dict], None] | None = None,
 ) -> list[dict]:
     """Train ``model`` in place for ``cfg.steps`` steps; every ``cfg.eval_every`` steps
-    evaluate on ``val`` and call ``checkpoint(model, metrics)`` when val mAP improves (or
+    evaluate on ``val`` (against ``gallery`` too, if given) and call
+    ``checkpoint(model, metrics)`` when val mAP improves (or
     every time, when ``val`` has no singer with two tracks).
     Returns the evaluation history."""
     if cfg.copies and data.shifted is None:
@@ -346,7 +363,7 @@ def train(
             on_step(step, loss.item())
         if val is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
             metrics = {"step": step, "loss": loss.item(), "seconds": time.time() - start,
-                       **evaluate(model, val)}
+                       **evaluate(model, val, gallery)}
             history.append(metrics)
             if on_eval:
                 on_eval(step, metrics)

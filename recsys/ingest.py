@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 # Predicted tags below this score are not stored (they would only add noise to filters).
 MIN_STORED_TAG_SCORE = 0.05
+# Tracks added between two writes of the index files.
+BATCH_TRACKS = 25
 
 
 @dataclass
@@ -47,10 +49,13 @@ def ingest_paths(sources: list[SongSource], catalog, models: Models, *,
     the rest. ``on_progress(source, status)`` is called after each."""
     report = IngestReport()
     start = time.perf_counter()
-    for source in sources:
-        status = ingest_one(source, catalog, models, report, max_seconds=max_seconds)
-        if on_progress:
-            on_progress(source, status)
+    for first in range(0, len(sources), BATCH_TRACKS):
+        # index files are written once per batch; the tracks stay 'pending' until then
+        with catalog.batch():
+            for source in sources[first: first + BATCH_TRACKS]:
+                status = ingest_one(source, catalog, models, report, max_seconds=max_seconds)
+                if on_progress:
+                    on_progress(source, status)
     report.wall_seconds = time.perf_counter() - start
     return report
 

@@ -150,6 +150,7 @@ class BSRNN(nn.Module):
 def _atomic(path: Path, write) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; weights are shared files
     try:
         write(tmp)
         os.replace(tmp, path)

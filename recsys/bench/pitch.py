@@ -29,7 +29,7 @@ def run(
 ) -> BenchResult:
     from embeddings import pitch
     from embeddings.audio import SAMPLE_RATE, load
-    from recsys.bench.qbh import _vocals, resolve_separator
+    from recsys.bench.qbh import _vocals, corpus_cache, resolve_separator
     from recsys.corpus import Corpus
 
     report = progress or (lambda *_: None)
@@ -39,9 +39,10 @@ def run(
     label, sep = resolve_separator(separator)
     n = int(max_seconds * SAMPLE_RATE)
     items: list[tuple[str, np.ndarray, list]] = []
+    folder = corpus_cache(cache, corpus)
     for i, song in enumerate(songs):
         items.append(("clean", load(song.vocals)[:n], song.notes))
-        items.append(("separated", _vocals(song, sep, label, Path(cache))[:n], song.notes))
+        items.append(("separated", _vocals(song, sep, label, folder)[:n], song.notes))
         report("load", i + 1, len(songs))
     for q in queries:
         items.append(("hum", load(q.path)[:n], q.notes))

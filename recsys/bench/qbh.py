@@ -32,6 +32,7 @@ from recsys.bench.result import BenchResult
 
 SEPARATOR_ORDER = ("bsrnn", "repet_sim")
 MIN_VOICED_WINDOW_S = 0.5  # catalog windows with less voice are not indexed
+SWEEP_K = (5, 10, 20, 50)  # re-rank depths reported in the notes
 
 
 @dataclass
@@ -67,6 +68,11 @@ def resolve_separator(name: str):
     raise RuntimeError("no separator could be loaded (" + "; ".join(errors) + ")")
 
 
+def corpus_cache(cache: Path, corpus) -> Path:
+    """Cache folder of one corpus (song ids repeat across corpora)."""
+    return Path(cache) / hashlib.sha1(str(corpus.root).encode()).hexdigest()[:10]
+
+
 def _vocals(song, separator, label: str, cache: Path) -> np.ndarray:
     from embeddings import audio
 
@@ -80,6 +86,13 @@ def _vocals(song, separator, label: str, cache: Path) -> np.ndarray:
     return vocals
 
 
+def _pitch_key(encoder) -> str:
+    from embeddings import pitch
+
+    method = getattr(encoder, "pitch_method", "yin")
+    return f"contour-{method}-{pitch.MIN_PERIODICITY}-{pitch.MIN_DB}"
+
+
 def build_catalog(songs, separator, label: str, encoder, cache: Path,
                   progress: Callable[[int, int], None] | None = None) -> list[CatalogTrack]:
     """Separate (cached), extract contours and window embeddings of every song."""
@@ -88,12 +101,19 @@ def build_catalog(songs, separator, label: str, encoder, cache: Path,
     tracks = []
     for i, song in enumerate(songs):
         path = cache / "features" / label / f"{song.song_id}.{encoder.version}.npz"
+        contour_path = cache / "features" / label / f"{song.song_id}.{_pitch_key(encoder)}.npy"
         if path.exists():
             z = np.load(path)
             contour, emb, starts = z["contour"], z["embeddings"], z["starts"]
         else:
             vocals = _vocals(song, separator, label, cache)
-            contour = encoder.contour(vocals)
+            if contour_path.exists():
+                contour = np.load(contour_path)
+            else:
+                contour = encoder.contour(vocals)
+                contour_path.parent.mkdir(parents=True, exist_ok=True)
+                np.save(contour_path.with_suffix(".tmp.npy"), contour)
+                contour_path.with_suffix(".tmp.npy").replace(contour_path)
             windows = cut(vocals)
             per = int(round(windows.audio.shape[1] / 16000 / CONTOUR_HOP_SECONDS))
             keep = []
@@ -253,6 +273,7 @@ def run(
 ) -> BenchResult:
     """The QBH bench on ``corpus_dir``; see the module docstring."""
     import faiss
+    import torch
 
     from embeddings import alignment
     from embeddings.audio import load
@@ -260,6 +281,7 @@ def run(
     from recsys.corpus import Corpus
 
     faiss.omp_set_num_threads(1)  # one query at a time: threads only add overhead here
+    torch.set_num_threads(1)
     report = progress or (lambda *_: None)
     corpus = Corpus(corpus_dir)
     songs = [s for s in corpus.songs() if not s.instrumental]
@@ -275,7 +297,7 @@ def run(
 
     label, sep = resolve_separator(separator)
     encoder = load_melody(model)
-    tracks = build_catalog(songs, sep, label, encoder, Path(cache),
+    tracks = build_catalog(songs, sep, label, encoder, corpus_cache(cache, corpus),
                            progress=lambda d, t: report("catalog", d, t))
     config = alignment.AlignConfig()
     prepared = [alignment.prepare(t.contour, config.hop_s) for t in tracks]
@@ -295,6 +317,12 @@ def run(
         o = QueryOutcome(parts=parts)
         for system in ("dtw", "tcae", "tcae_dtw"):
             o.ranks[system] = _rank_of(orders[system], target)
+        # other re-rank depths, from the exhaustive (whole-track) DTW order: free to compute
+        dtw_pos = {t: r for r, t in enumerate(orders["dtw"])}
+        for k in SWEEP_K:
+            head = sorted((t for t in orders["tcae"][:k] if t in dtw_pos), key=dtw_pos.get)
+            rest = [t for t in orders["tcae"] if t not in set(head)]
+            o.ranks[f"tcae_dtw_k{k}"] = _rank_of(head + rest, target) if has_melody else np.inf
         o.ms["dtw"] = parts["contour"] + parts["dtw"]
         o.ms["tcae"] = parts["embed"] + parts["search"]
         o.ms["tcae_dtw"] = parts["contour"] + parts["embed"] + parts["search"] + parts["rerank"]
@@ -305,6 +333,12 @@ def run(
         report("queries", n, len(queries))
 
     systems = {s: _summary(outcomes, s) for s in ("dtw", "tcae", "tcae_dtw")}
+    sweep = {}
+    for k in SWEEP_K:
+        ranks = np.array([o.ranks[f"tcae_dtw_k{k}"] for o in outcomes])
+        sweep[k] = {"mrr": round(float(np.mean(1 / ranks)), 4),
+                    "top1": round(float(np.mean(ranks <= 1)), 4),
+                    "top10": round(float(np.mean(ranks <= 10)), 4)}
     # sung renditions by another voice are query-by-example of melody (a "cover" clip)
     kinds = ["hummed" if q.params.get("hummed", True) else "sung" for q in queries]
     by_kind = {}
@@ -329,6 +363,9 @@ def run(
         "align_config": config.__dict__,
         "rerank_k": rerank_k,
         "rerank_around_hits": crop,
+        "rerank_depth_sweep_whole_tracks": sweep,
+        "tcae_recall_at_k": {k: round(float(np.mean([o.ranks["tcae"] <= k for o in outcomes])),
+                                      4) for k in SWEEP_K},
         "faiss": f"IndexFlatIP, top {per_window} windows per hum window",
         "mean_voiced_seconds_per_track": round(float(np.mean(durations)), 1),
         "median_ms_by_part": {k: round(float(np.median([o.parts[k] for o in outcomes])), 1)

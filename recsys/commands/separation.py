@@ -63,9 +63,9 @@ def _unlabeled_mixtures(folder: Path, data_corpus, warn):
     from recsys.corpus import Corpus
 
     if (folder / "corpus.json").exists():
-        held_out = [s for split in ("test", "test_seen") for s in data_corpus.songs(split)]
-        singers = {s.singer_id for s in held_out if s.singer_id}
-        tunes = {s.tune_id for s in held_out}
+        # `test` holds the unseen singers; `test` and `test_seen` hold the unseen tunes
+        singers = {s.singer_id for s in data_corpus.songs("test") if s.singer_id}
+        tunes = {s.tune_id for split in ("test", "test_seen") for s in data_corpus.songs(split)}
         unlabeled = Corpus(folder)
         # the training corpus itself lends only its train/val mixtures; another corpus lends
         # every song that shares no singer or tune with the training corpus' held-out splits
@@ -292,6 +292,7 @@ def _write_pair(out: Path, stem: str, segments, sample_rate: int) -> None:
     for f in finals:
         fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{f.stem}.", suffix=".wav")
         os.close(fd)
+        os.chmod(tmp, 0o644)
         tmps.append(tmp)
     try:
         writers = [sf.SoundFile(t, "w", sample_rate, 1, subtype="PCM_16") for t in tmps]

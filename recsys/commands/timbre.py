@@ -145,7 +145,8 @@ def train_timbre(
 
     with Progress(console=console) as bar:
         task = bar.add_task("training", total=steps)
-        train(model, sets["train"], cfg, val=sets["val"],
+        # Val songs query among val + train songs: many more queries than val alone.
+        train(model, sets["train"], cfg, val=sets["val"], gallery=sets["train"],
               on_step=lambda step, loss: bar.update(task, completed=step,
                                                     description=f"training loss {loss:.3f}"),
               on_eval=on_eval, checkpoint=checkpoint)
@@ -170,7 +171,7 @@ def train_timbre(
                                                                          strict=True)]))
     clf.save(out.with_name(out.stem + "-gender.safetensors"))
     best.save(out, meta={**best.meta, "gender_val_acc": val_acc,
-                         "val_final": evaluate(best, sets["val"])})
+                         "val_final": evaluate(best, sets["val"], sets["train"])})
     console.print(f"wrote {out} ({best.version}) and its gender classifier "
                   f"(val accuracy {val_acc:.3f})")
 
@@ -182,7 +183,7 @@ def bench_singer(
     weights: Path | None = typer.Option(None, help="Encoder weights (default: shipped)."),
     separator: str = typer.Option("auto", help="'auto' (BSRNN, else REPET-SIM) or a name."),
     cache: Path = typer.Option(DEFAULT_CACHE, help="Where separated vocals are cached."),
-    gender_train_max: int = typer.Option(200, help="Train songs the baselines' gender "
+    gender_train_max: int = typer.Option(100, help="Train songs the baselines' gender "
                                          "classifiers are fitted on."),
     threads: int = typer.Option(1, help="torch CPU threads."),
 ):
@@ -227,19 +228,21 @@ def plot_singers(
     from sklearn.manifold import TSNE
 
     from embeddings.timbre import MfccBaseline, TimbreNet, artist_vector, load_pretrained
-    from recsys.bench.singer import embed_songs, resolve_separator
+    from recsys.bench.singer import embed_songs, resolve_separator, separated_path
     from recsys.corpus import Corpus
 
     if model not in ("contrastive", "mfcc"):
         raise typer.BadParameter("--model is 'contrastive' or 'mfcc'")
     c = Corpus(corpus)
+    encoder = TimbreNet.load(weights) if weights else load_pretrained()
+    label, sep = resolve_separator(separator)
     per_singer = defaultdict(list)
-    for song in _sung(c.songs()):
+    # Songs with cached separated vocals first: separation is the slow part.
+    for song in sorted(_sung(c.songs()),
+                       key=lambda s: not separated_path(s, label, cache).exists()):
         if len(per_singer[song.singer_id]) < songs_per_singer:
             per_singer[song.singer_id].append(song)
     songs = [s for group in per_singer.values() for s in group]
-    encoder = TimbreNet.load(weights) if weights else load_pretrained()
-    label, sep = resolve_separator(separator)
     system = "mfcc" if model == "mfcc" else "encoder_separated"
     from rich.progress import Progress
 

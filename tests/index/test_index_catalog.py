@@ -280,14 +280,15 @@ def test_damaged_missing_and_orphan_index_files_are_repaired(catalog, make_track
     assert catalog.check() == []
 
 
-def test_hnsw_catalog_with_deletes(db_url, tmp_path, make_track):
-    """Above exact_max the window space switches to HNSW; deletes keep working there."""
-    cat = Catalog(db_url, tmp_path / "idx", migrate=True,
-                  index_config=IndexConfig(exact_max=40, compact_fraction=0.5))
+@pytest.mark.parametrize("approx", ["hnsw", "ivf"])
+def test_approximate_catalog_with_deletes(db_url, tmp_path, make_track, approx):
+    """Above exact_max the window space switches to HNSW / IVF; deletes keep working."""
+    config = IndexConfig(exact_max=40, compact_fraction=0.5, approx_kind=approx, ivf_nprobe=64)
+    cat = Catalog(db_url, tmp_path / "idx", migrate=True, index_config=config)
     with cat.batch():
         ids = [cat.add_track(make_track(i, n_windows=8))[0] for i in range(8)]
     kinds = {s.space: s.kind for s in cat.spaces()}
-    assert kinds["melody-window"] == "hnsw" and kinds["tag-joint"] == "exact"
+    assert kinds["melody-window"] == approx and kinds["tag-joint"] == "exact"
     for tid in ids[:3]:
         cat.delete_track(tid)
     alive = {w[0] for tid in ids[3:] for w in cat.windows(tid)}
@@ -296,9 +297,9 @@ def test_hnsw_catalog_with_deletes(db_url, tmp_path, make_track):
     hit = cat.search("melody-window", q, limit=1)[0][0]
     assert hit.payload["track_id"] == ids[5] and hit.payload["start"] == 3.0
     cat.close()
-    cat = Catalog(db_url, tmp_path / "idx", index_config=IndexConfig(exact_max=40))
+    cat = Catalog(db_url, tmp_path / "idx", index_config=config)
     assert cat.repairs == [] and {s.space: s.kind for s in cat.spaces()}["melody-window"] \
-        == "hnsw"
+        == approx
     cat.close()
 
 

@@ -101,14 +101,19 @@ def test_approximate_index_with_deletes(kind):
     assert not np.isin(found, more).any()
 
 
-def test_auto_switches_to_hnsw_above_exact_max():
-    config = IndexConfig(exact_max=100)
+@pytest.mark.parametrize("approx", ["hnsw", "ivf"])
+def test_auto_switches_to_approximate_above_exact_max(approx):
+    config = IndexConfig(exact_max=100, approx_kind=approx, ivf_nprobe=64)
     index = VectorIndex.empty(8, config)
-    x = unit(150, 8)
+    x = clustered(2000, 8)
     index.add(np.arange(90), x[:90])
     assert index.kind == "exact"
-    index.add(np.arange(90, 150), x[90:])
-    assert index.kind == "hnsw" and len(index) == 150
+    index.add(np.arange(90, 150), x[90:150])
+    assert index.kind == approx and len(index) == 150
+    if approx == "ivf":  # grows 4x past its training size: retrained with more lists
+        nlist = index._index.nlist
+        index.add(np.arange(150, 2000), x[150:])
+        assert index._index.nlist > nlist and len(index) == 2000
     _, found = index.search(x[:20], 1)
     assert (found[:, 0] == np.arange(20)).mean() >= 0.95
 

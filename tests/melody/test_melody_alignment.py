@@ -72,3 +72,10 @@ def test_cropped_reference_gives_the_same_match(songs):
     part = alignment.rank(hum, {"x": ref.crop(full.start_s - 5, full.end_s + 5)})[0][1]
     assert part.start_s == pytest.approx(full.start_s, abs=0.1)
     assert part.cost == pytest.approx(full.cost, abs=0.05)
+
+
+def test_reference_shorter_than_the_hum_does_not_crash(songs):
+    hum = _contour(hum_of(songs["song1"], 0, 40, 0.0, 1.0))
+    short = alignment.prepare(_contour(songs["song1"])).crop(0.0, 3.0)
+    ranked = alignment.rank(hum, {"short": short})
+    assert len(ranked) == 1 and ranked[0][1].start_s <= ranked[0][1].end_s

@@ -124,3 +124,12 @@ def test_oracle_irm_is_near_perfect_on_disjoint_spectra():
     ev, ea = oracle_irm(v + a, v, a)
     assert np.mean((ev - v) ** 2) < 1e-3 * np.mean(v**2)
     assert np.mean((ea - a) ** 2) < 1e-3 * np.mean(a**2)
+
+
+def test_si_sdr_ignores_scale_and_penalises_noise():
+    from recsys.bench.separation import si_sdr
+
+    rng = np.random.default_rng(4)
+    ref = rng.standard_normal(SR)
+    assert si_sdr(ref, 0.3 * ref) > 60
+    assert abs(si_sdr(ref, ref + rng.standard_normal(SR))) < 1.0  # equal-power noise: ~0 dB
