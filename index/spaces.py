@@ -25,6 +25,7 @@ SPACES: dict[str, Space] = {s.name: s for s in [
           description="mean timbre of an artist's tracks"),
     Space("melody-window", "window", description="melody of a 3 s window"),
     Space("tag-joint", "track", description="audio in the joint audio-tag embedding space"),
+    Space("tag-prob", "track", description="predicted tag probabilities, L2-normalised"),
 ]}
 
 

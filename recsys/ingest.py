@@ -9,12 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from embeddings import audio
+from embeddings.base import l2_normalize
 from recsys.metadata import SongSource, content_hash
 from recsys.pipeline import (
     GENDER_TAGS,
     MELODY_WINDOW,
     PITCH_CONTOUR,
     TAG_JOINT,
+    TAG_PROB,
     TIMBRE_TRACK,
     Analysis,
     Models,
@@ -114,7 +116,7 @@ def track_input(source: SongSource, digest: str, duration: float, analysis: Anal
     if analysis.gender is not None:  # the classifier on the voice outranks the mixture tagger
         tags.append((GENDER_TAGS[analysis.gender], float(analysis.gender_prob), "predicted"))
     tags += [(t, 1.0, "user") for t in source.user_tags]
-    vectors = {TAG_JOINT: analysis.tag_joint}
+    vectors = {TAG_JOINT: analysis.tag_joint, TAG_PROB: l2_normalize(analysis.tag_probs)}
     if analysis.timbre_track is not None:
         vectors[TIMBRE_TRACK] = analysis.timbre_track
     return TrackInput(

@@ -24,6 +24,7 @@ TIMBRE_TRACK = "timbre-track"
 TIMBRE_ARTIST = "timbre-artist"
 MELODY_WINDOW = "melody-window"
 TAG_JOINT = "tag-joint"
+TAG_PROB = "tag-prob"
 PITCH_CONTOUR = "pitch-contour"
 GENDER_TAGS = {"male": "male vocal", "female": "female vocal"}
 
@@ -56,6 +57,7 @@ class Models:
             TIMBRE_ARTIST: self.timbre.version,
             MELODY_WINDOW: self.melody.version,
             TAG_JOINT: self.tagger.version,
+            TAG_PROB: self.tagger.version,
             PITCH_CONTOUR: self.melody.version,
         }
 

@@ -22,6 +22,7 @@ from recsys.pipeline import (
     MELODY_WINDOW,
     PITCH_CONTOUR,
     TAG_JOINT,
+    TAG_PROB,
     TIMBRE_ARTIST,
     TIMBRE_TRACK,
     Models,
@@ -229,8 +230,9 @@ class SearchService:
                     offset: int = 0, filter: dict | None = None,
                     score_threshold: float | None = None) -> SearchAnswer:
         """Tracks carrying every tag in ``tags`` and none in ``not_tags`` (a track carries a
-        tag when its score is at least ``min_tag_score``), ranked by the joint audio-tag
-        space; free ``text`` is first mapped to tags and NOT tags."""
+        tag when its score is at least ``min_tag_score``), ranked by how strongly they carry
+        the required tags (cosine of tag probabilities and the query's tags); free ``text``
+        is first mapped to tags and NOT tags."""
         tags, not_tags = list(tags or []), list(not_tags or [])
         understood = None
         if text:
@@ -262,8 +264,9 @@ class SearchService:
         for t in tags:
             multi_hot[0, vocabulary.index(t)] = 1.0
         if tags:
-            query = self.models.tagger.embed_tags(multi_hot)
-            hits = self.catalog.search(TAG_JOINT, query, limit=limit + offset,
+            # ranked in the tag-probability space: `recsys bench tagging` measured a far
+            # better precision@10 there than in the joint audio-tag space (p_at_10_joint)
+            hits = self.catalog.search(TAG_PROB, l2_normalize(multi_hot), limit=limit + offset,
                                        filter=combined)[0][offset:]
             results = [Result(h.id, h.score, dict(h.payload)) for h in hits
                        if score_threshold is None or h.score >= score_threshold]
