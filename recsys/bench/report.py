@@ -95,6 +95,33 @@ BARS: dict[str, list[tuple[str, Callable[[Systems], bool | None]]]] = {
 }
 
 
+def _is_table(value) -> bool:
+    """A note whose values are all dicts (e.g. per-tag figures) reads best as a table."""
+    return isinstance(value, dict) and len(value) > 1 and all(
+        isinstance(v, dict) for v in value.values())
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _note_table(value: dict) -> list[str]:
+    rows = {k: _flatten(v) for k, v in value.items()}
+    columns: list[str] = []
+    for row in rows.values():
+        columns += [c for c in row if c not in columns]
+    lines = ["| | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    for name, row in rows.items():
+        lines.append(f"| {name} | " + " | ".join(_fmt(row.get(c)) for c in columns) + " |")
+    return lines
+
+
 def _verdict(ok: bool | None) -> str:
     return {True: "met", False: "**not met**", None: "not measured"}[ok]
 
@@ -132,10 +159,18 @@ def render(results: list[BenchResult]) -> str:
             lines.append(f"- bar: {text}: {_verdict(ok)}")
         if r.notes:
             lines.append("")
+            tables = []
             for key, value in r.notes.items():
-                if isinstance(value, dict | list):
+                if _is_table(value):
+                    tables.append((key, value))
+                    continue
+                if isinstance(value, list):
+                    value = ", ".join(map(str, value)) or "none"
+                elif isinstance(value, dict):
                     value = "`" + json.dumps(value, separators=(", ", ": ")) + "`"
                 lines.append(f"- {key}: {value}")
+            for key, value in tables:
+                lines += ["", f"{key}:", ""] + _note_table(value)
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
