@@ -23,4 +23,5 @@ def open_service(settings: Settings | None = None, catalog=None,
                  models: Models | None = None) -> SearchService:
     settings = settings or get_settings()
     catalog = catalog if catalog is not None else open_catalog(settings)
-    return SearchService(catalog, models=models, models_factory=lambda: Models.load(settings))
+    return SearchService(catalog, models=models, models_factory=lambda: Models.load(settings),
+                         hum_search=settings.hum_search)

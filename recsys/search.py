@@ -34,6 +34,9 @@ NOTHING_CLOSE = "nothing in the catalog is close enough to this query"
 # A hum matches a track when its aligned pitch is off by under ~1.2 semitones per frame on
 # average (alignment score 1 / (1 + cost)); unrelated tunes align worse than that.
 MIN_HUM_SCORE = 0.45
+# How hums are searched: "dtw" aligns the hum with every track (the measured best, see
+# BENCHMARKS.md), "embedding" takes melody-window candidates from the index first.
+HUM_SEARCH = ("dtw", "embedding")
 
 
 class SearchError(ValueError):
@@ -89,10 +92,15 @@ def _timed(fn):
 class SearchService:
     """Answers queries over one catalog with one set of models (loaded lazily, once)."""
 
-    def __init__(self, catalog, models: Models | None = None, models_factory=None):
+    def __init__(self, catalog, models: Models | None = None, models_factory=None,
+                 hum_search: str = "dtw"):
+        if hum_search not in HUM_SEARCH:
+            raise ValueError(f"hum_search must be one of {HUM_SEARCH}, not {hum_search!r}")
         self.catalog = catalog
         self._models = models
         self._models_factory = models_factory
+        self.hum_search_strategy = hum_search
+        self._contours: tuple[int, dict] | None = None  # (catalog size, prepared contours)
         self._null_scores: dict[tuple[str, int], float] = {}
         self._text_mapper = None
 
@@ -302,6 +310,8 @@ class SearchService:
             pitch.require_melody(hum_contour)
         except pitch.NoMelodyError as e:
             return SearchAnswer([], message=str(e))
+        if self.hum_search_strategy == "dtw":
+            return self._hum_exhaustive(hum_contour, limit, offset, filter, score_threshold)
         vectors = melody.embed(cut(clip).audio)
         hits = self.catalog.search(MELODY_WINDOW, vectors, limit=per_window, filter=filter)
         votes: dict[int, float] = defaultdict(float)
@@ -336,6 +346,40 @@ class SearchService:
         threshold = MIN_HUM_SCORE if score_threshold is None else score_threshold
         results = [r for r in results if r.score >= threshold]
         return self._answer(results[offset: offset + limit])
+
+    def _hum_exhaustive(self, hum_contour, limit, offset, filter, score_threshold):
+        """The hum aligned against every track's contour (what `recsys bench qbh` calls
+        ``dtw``): slower than the embedding path but, as measured, far more accurate."""
+        contours = self._prepared_contours()
+        if filter is not None:
+            allowed = {t.id for t in self.catalog.list_tracks(limit=10_000, filter=filter)}
+            contours = {k: v for k, v in contours.items() if k in allowed}
+        config = alignment.AlignConfig()
+        order = alignment.costs(hum_contour, contours, config)
+        threshold = MIN_HUM_SCORE if score_threshold is None else score_threshold
+        head = [track_id for track_id, cost in order
+                if 1.0 / (1.0 + cost) >= threshold][offset: offset + limit]
+        results = []
+        for track_id, match in alignment.rank(hum_contour, {t: contours[t] for t in head},
+                                              config, limit=None):
+            track = self.catalog.get_track(track_id)
+            payload = track_payload(track)
+            payload.update(match_start=round(match.start_s, 2), match_end=round(match.end_s, 2))
+            results.append(Result(track_id, match.score, payload))
+        return self._answer(results)
+
+    def _prepared_contours(self) -> dict:
+        """Every track's pitch contour, prepared for alignment once per catalog size."""
+        size = self.catalog.count_tracks()
+        if self._contours is None or self._contours[0] != size:
+            config = alignment.AlignConfig()
+            prepared = {}
+            for track in self.catalog.list_tracks(limit=10_000):
+                contour = self.catalog.arrays(track.id, [PITCH_CONTOUR]).get(PITCH_CONTOUR)
+                if contour is not None:
+                    prepared[track.id] = alignment.prepare(contour, config.hop_s)
+            self._contours = (size, prepared)
+        return self._contours[1]
 
     # ----- helpers ---------------------------------------------------------------------
 

@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     timbre_model: str = Field("contrastive", description="Timbre encoder used by ingest.")
     melody_model: str = Field("tcae", description="Melody encoder used by ingest.")
     tagger: str = Field("jetatag", description="Tagger used by ingest.")
+    hum_search: str = Field(
+        "dtw", description="'dtw': align a hum with every track; 'embedding': melody-window "
+        "candidates from the index, then alignment (faster, less accurate today).")
     exact_index_max: int = Field(
         50_000, description="Vector spaces up to this size use exact search, larger use HNSW."
     )
