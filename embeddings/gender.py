@@ -76,6 +76,7 @@ class GenderClassifier:
         tmp = path.with_suffix(".safetensors.tmp")
         save_file({"coef": self.coef, "intercept": np.array([self.intercept], np.float32)},
                   str(tmp))
+        os.chmod(tmp, 0o644)  # safetensors writes owner-only; weights are shipped files
         tmp_json = path.with_suffix(".json.tmp")
         tmp_json.write_text(json.dumps({"version": self.version, "labels": list(LABELS),
                                         "dim": self.dim, "encoder_version": self.encoder_version},

@@ -137,6 +137,7 @@ class TimbreNet(nn.Module):
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         tmp = path.with_suffix(".safetensors.tmp")
         save_file(state, str(tmp))
+        os.chmod(tmp, 0o644)  # safetensors writes owner-only; weights are shipped files
         config = {"config": asdict(self.config), "version": self.version, "meta": meta or {}}
         tmp_json = path.with_suffix(".json.tmp")
         tmp_json.write_text(json.dumps(config, indent=2) + "\n")

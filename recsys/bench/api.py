@@ -129,8 +129,9 @@ def bench_api(url: str | None = None, *, duration: float = 10.0, rps: float = 10
     try:
         limits = httpx.Limits(max_connections=workers, max_keepalive_connections=workers)
         with httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT_S, limits=limits) as client:
-            artists = [a["id"] for a in client.get("/artists", params={"limit": 100})
-                       .raise_for_status().json()["results"]]
+            # singers only: an artist with instrumental tracks alone has no voice to match
+            artists = [p["id"] for p in client.get("/singers/map")
+                       .raise_for_status().json()["points"]]
             tracks = client.get("/tracks", params={"limit": 1}).raise_for_status().json()
             if not artists or not tracks["results"]:
                 raise ApiBenchError(f"the catalog at {url} is empty; ingest songs first")

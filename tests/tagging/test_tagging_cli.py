@@ -89,7 +89,7 @@ def test_bench_reports_three_systems(tiny_corpus, trained_weights, tmp_path):
     assert result["bench"] == "tagging" and result["split"] == "test" and result["n_items"] == 6
     assert set(result["systems"]) == {"logreg", "no_je", "je"}
     for metrics in result["systems"].values():
-        assert set(metrics) == {"roc_auc", "pr_auc", "p_at_10"}
+        assert set(metrics) == {"roc_auc", "pr_auc", "p_at_10", "p_at_10_joint"}
         assert all(0.0 <= v <= 1.0 for v in metrics.values())
     notes = result["notes"]
     assert set(notes["per_tag"]) == {"piano", "synth", "drums"}
