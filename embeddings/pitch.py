@@ -35,6 +35,7 @@ DEFAULT_METHOD = "yin"
 # autocorrelation at the YIN period above MIN_PERIODICITY (chosen on the train split)
 MIN_DB = -45.0
 MIN_PERIODICITY = 0.4
+BLOCK_FRAMES = 4096  # frames analysed at once (~41 s of audio)
 
 # "No melody found": fewer voiced frames than this in a query.
 MIN_VOICED_SECONDS = 1.0
@@ -80,20 +81,26 @@ def contour(audio: np.ndarray, method: str = DEFAULT_METHOD) -> np.ndarray:
 
 def _yin(audio: np.ndarray, min_periodicity: float = MIN_PERIODICITY,
          min_db: float = MIN_DB) -> np.ndarray:
-    f0 = librosa.yin(
-        audio, fmin=FMIN, fmax=FMAX, sr=SAMPLE_RATE, frame_length=FRAME, hop_length=HOP
-    )
-    frames = librosa.util.frame(
-        np.pad(audio, FRAME // 2, mode="constant"), frame_length=FRAME, hop_length=HOP
-    ).T[: len(f0)]
-    frames = frames * np.hanning(FRAME)[None].astype(np.float32)
-    energy = (frames**2).mean(axis=1)
-    # normalised autocorrelation at the YIN period says whether the frame is periodic at all
-    spec = np.fft.rfft(frames, n=2 * FRAME, axis=1)
-    acf = np.fft.irfft(np.abs(spec) ** 2, axis=1)[:, :FRAME]
-    lag = np.clip(np.round(SAMPLE_RATE / f0).astype(int), 1, FRAME - 1)
-    rows = np.arange(len(f0))
-    periodicity = acf[rows, lag] / np.maximum(acf[:, 0], 1e-12) * FRAME / (FRAME - lag)
+    # Centred frames (zero padding, as librosa's default), analysed BLOCK_FRAMES at a time so
+    # memory stays flat on long files; the voicing decisions below look at the whole track.
+    padded = np.pad(audio, FRAME // 2, mode="constant")
+    n = 1 + (len(padded) - FRAME) // HOP
+    f0, energy, periodicity = np.empty(n), np.empty(n), np.empty(n)
+    window = np.hanning(FRAME).astype(np.float32)
+    for a in range(0, n, BLOCK_FRAMES):
+        b = min(n, a + BLOCK_FRAMES)
+        segment = padded[a * HOP: (b - 1) * HOP + FRAME]
+        f0[a:b] = librosa.yin(segment, fmin=FMIN, fmax=FMAX, sr=SAMPLE_RATE,
+                              frame_length=FRAME, hop_length=HOP, center=False)
+        frames = librosa.util.frame(segment, frame_length=FRAME, hop_length=HOP).T * window
+        energy[a:b] = (frames**2).mean(axis=1)
+        # normalised autocorrelation at the YIN period says whether the frame is periodic
+        spec = np.fft.rfft(frames, n=2 * FRAME, axis=1)
+        acf = np.fft.irfft(np.abs(spec) ** 2, axis=1)[:, :FRAME]
+        lag = np.clip(np.round(SAMPLE_RATE / f0[a:b]).astype(int), 1, FRAME - 1)
+        rows = np.arange(b - a)
+        periodicity[a:b] = (acf[rows, lag] / np.maximum(acf[:, 0], 1e-12)
+                            * FRAME / (FRAME - lag))
     loud = energy > max(energy.max() * 10 ** (min_db / 10), 1e-8)
     midi = librosa.hz_to_midi(f0)
     smooth = scipy.ndimage.median_filter(midi, size=5, mode="nearest")

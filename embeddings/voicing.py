@@ -23,6 +23,8 @@ import numpy as np
 
 from embeddings.audio import SAMPLE_RATE
 
+BATCH_WINDOWS = 32
+
 
 @dataclass
 class VoicingConfig:
@@ -61,6 +63,18 @@ def frame_features(
     return rms.astype(np.float32), periodicity.astype(np.float32)
 
 
+def frame_rms(audio: np.ndarray, config: VoicingConfig | None = None) -> np.ndarray:
+    """``(samples,)`` -> ``(frames,)`` RMS of the mean-removed frames, as in
+    :func:`frame_features` (without its autocorrelation, so it is cheap on long audio)."""
+    c = config or VoicingConfig()
+    audio = np.asarray(audio, dtype=np.float32)
+    if len(audio) < c.frame:
+        audio = np.pad(audio, (0, c.frame - len(audio)))
+    frames = np.lib.stride_tricks.sliding_window_view(audio, c.frame)[:: c.hop]
+    mean = frames.mean(axis=1, keepdims=True)
+    return np.sqrt(np.maximum((frames**2).mean(axis=1, keepdims=True) - mean**2, 0.0))[:, 0]
+
+
 def voiced_windows(
     vocal_windows: np.ndarray,
     track_vocals: np.ndarray | None = None,
@@ -80,8 +94,12 @@ def voiced_windows(
         return np.zeros(0, dtype=bool)
     if not np.isfinite(vocal_windows).all():
         raise ValueError("vocal windows contain NaN or infinite samples")
-    rms, periodicity = frame_features(vocal_windows, c)
-    reference_rms = rms if track_vocals is None else frame_features(track_vocals[None], c)[0]
+    # a few windows at a time: the per-frame FFTs of a long track would not fit in memory
+    parts = [frame_features(vocal_windows[i: i + BATCH_WINDOWS], c)
+             for i in range(0, len(vocal_windows), BATCH_WINDOWS)]
+    rms = np.concatenate([p[0] for p in parts])
+    periodicity = np.concatenate([p[1] for p in parts])
+    reference_rms = rms if track_vocals is None else frame_rms(track_vocals, c)
     reference = float(np.percentile(reference_rms, 95))
     if reference <= 1e-6:  # digital silence throughout
         return np.zeros(len(vocal_windows), dtype=bool)
