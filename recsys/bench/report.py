@@ -136,10 +136,12 @@ def render(results: list[BenchResult]) -> str:
         "a bar not met is marked so with the measured figure.",
         "",
     ]
-    by_name = {r.bench: r for r in results}
-    for name in sorted(by_name, key=lambda n: (ORDER.index(n) if n in ORDER else 99, n)):
-        r = by_name[name]
-        lines += [f"## {TITLES.get(name, name)}", "",
+    ordered = sorted(results, key=lambda r: (ORDER.index(r.bench) if r.bench in ORDER else 99,
+                                             r.bench))
+    for r in ordered:  # a bench may have several results (e.g. two data sets)
+        name = r.bench
+        title = TITLES.get(name, name) + (f" — {r.split}" if name == "index" else "")
+        lines += [f"## {title}", "",
                   f"- command: `{r.command}`",
                   f"- split: {r.split}; items: {r.n_items}; machine: {r.machine}", ""]
         metrics: list[str] = []
