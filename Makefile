@@ -18,8 +18,9 @@ test: setup
 lint: setup
 	$(BIN)/ruff check .
 
+# every bench on the demo corpus (run `make demo` first), then BENCHMARKS.md
 bench: setup
-	$(BIN)/recsys bench all
+	$(BIN)/recsys bench all --corpus $(DATA)/demo-corpus-$(DEMO_SONGS)-0
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
