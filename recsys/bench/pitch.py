@@ -29,7 +29,8 @@ def run(
 ) -> BenchResult:
     from embeddings import pitch
     from embeddings.audio import SAMPLE_RATE, load
-    from recsys.bench.qbh import _vocals, corpus_cache, resolve_separator
+    from recsys.bench.qbh import corpus_cache
+    from recsys.bench.vocals import resolve_separator, separated_vocals
     from recsys.corpus import Corpus
 
     report = progress or (lambda *_: None)
@@ -42,7 +43,7 @@ def run(
     folder = corpus_cache(cache, corpus)
     for i, song in enumerate(songs):
         items.append(("clean", load(song.vocals)[:n], song.notes))
-        items.append(("separated", _vocals(song, sep, label, folder)[:n], song.notes))
+        items.append(("separated", separated_vocals(song, sep, label, folder)[:n], song.notes))
         report("load", i + 1, len(songs))
     for q in queries:
         items.append(("hum", load(q.path)[:n], q.notes))

@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from recsys.bench.result import BenchResult
+from recsys.bench.vocals import resolve_separator, separated_vocals
+from recsys.pipeline import melodic_windows
 
-SEPARATOR_ORDER = ("bsrnn", "repet_sim")
-MIN_VOICED_WINDOW_S = 0.5  # catalog windows with less voice are not indexed
 SWEEP_K = (5, 10, 20, 50)  # re-rank depths reported in the notes
 
 
@@ -51,39 +51,9 @@ class QueryOutcome:
     parts: dict[str, float] = field(default_factory=dict)  # component -> ms
 
 
-def resolve_separator(name: str):
-    """``"auto"``: BSRNN if its weights load, else REPET-SIM; ``"clean"``: the corpus' clean
-    vocal stems (no separation, an upper bound). Returns ``(label, separator or None)``."""
-    from embeddings.registry import load_separator
-
-    if name == "clean":
-        return "clean", None
-    errors = []
-    for candidate in SEPARATOR_ORDER if name == "auto" else (name,):
-        try:
-            sep = load_separator(candidate)
-            return getattr(sep, "version", candidate), sep
-        except Exception as e:  # missing module or weights: fall through to the next one
-            errors.append(f"{candidate}: {e}")
-    raise RuntimeError("no separator could be loaded (" + "; ".join(errors) + ")")
-
-
 def corpus_cache(cache: Path, corpus) -> Path:
     """Cache folder of one corpus (song ids repeat across corpora)."""
     return Path(cache) / hashlib.sha1(str(corpus.root).encode()).hexdigest()[:10]
-
-
-def _vocals(song, separator, label: str, cache: Path) -> np.ndarray:
-    from embeddings import audio
-
-    if separator is None:
-        return audio.load(song.vocals)
-    path = cache / "vocals" / label / f"{song.song_id}.wav"
-    if path.exists():
-        return audio.load(path)
-    vocals, _ = separator.separate(audio.load(song.mixture))
-    audio.save(path, vocals)
-    return vocals
 
 
 def _pitch_key(encoder) -> str:
@@ -96,7 +66,7 @@ def _pitch_key(encoder) -> str:
 def build_catalog(songs, separator, label: str, encoder, cache: Path,
                   progress: Callable[[int, int], None] | None = None) -> list[CatalogTrack]:
     """Separate (cached), extract contours and window embeddings of every song."""
-    from embeddings.windows import CONTOUR_HOP_SECONDS, cut
+    from embeddings.windows import cut
 
     tracks = []
     for i, song in enumerate(songs):
@@ -106,7 +76,7 @@ def build_catalog(songs, separator, label: str, encoder, cache: Path,
             z = np.load(path)
             contour, emb, starts = z["contour"], z["embeddings"], z["starts"]
         else:
-            vocals = _vocals(song, separator, label, cache)
+            vocals = separated_vocals(song, separator, label, cache)
             if contour_path.exists():
                 contour = np.load(contour_path)
             else:
@@ -115,15 +85,8 @@ def build_catalog(songs, separator, label: str, encoder, cache: Path,
                 np.save(contour_path.with_suffix(".tmp.npy"), contour)
                 contour_path.with_suffix(".tmp.npy").replace(contour_path)
             windows = cut(vocals)
-            per = int(round(windows.audio.shape[1] / 16000 / CONTOUR_HOP_SECONDS))
-            keep = []
-            for j, start in enumerate(windows.starts):
-                a = int(round(start / CONTOUR_HOP_SECONDS))
-                if np.isfinite(contour[a : a + per]).sum() * CONTOUR_HOP_SECONDS >= (
-                    MIN_VOICED_WINDOW_S
-                ):
-                    keep.append(j)
-            keep = np.array(keep, dtype=int)
+            # the windows ingest indexes in the melody space
+            keep = np.flatnonzero(melodic_windows(contour, windows.starts))
             emb = (encoder.embed(windows.audio[keep]) if len(keep)
                    else np.zeros((0, encoder.dim), np.float32))
             starts = windows.starts[keep]

@@ -26,52 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from recsys.bench.result import BenchResult
+from recsys.bench.vocals import resolve_separator, separated_path, separated_vocals
 
-SEPARATOR_ORDER = ("bsrnn", "repet_sim")
 SYSTEMS = ("mfcc", "mfcc_clean", "encoder_clean", "encoder_separated", "encoder_mixture")
 DEFAULT_CACHE = Path("data/cache/timbre")
-
-
-def resolve_separator(name: str):
-    """``"auto"``: BSRNN if its weights load, else REPET-SIM. Returns ``(label, separator)``
-    where ``label`` is the separator's version (names the cache folder)."""
-    from embeddings.registry import load_separator
-
-    errors = []
-    for candidate in SEPARATOR_ORDER if name == "auto" else (name,):
-        try:
-            sep = load_separator(candidate)
-            return getattr(sep, "version", candidate), sep
-        except Exception as e:  # missing module or weights: try the next one
-            errors.append(f"{candidate}: {e}")
-    raise RuntimeError("no separator could be loaded (" + "; ".join(errors) + ")")
-
-
-def file_stamp(path: Path) -> str:
-    """Short digest of a file's path, size and mtime: a cache key that changes when a corpus
-    is rebuilt in place."""
-    import hashlib
-
-    st = Path(path).stat()
-    key = f"{Path(path).resolve()}:{st.st_size}:{st.st_mtime_ns}"
-    return hashlib.sha1(key.encode()).hexdigest()[:10]
-
-
-def separated_path(song, label: str, cache: Path) -> Path:
-    return Path(cache) / "vocals" / label / f"{song.song_id}-{file_stamp(song.mixture)}.wav"
-
-
-def separated_vocals(song, separator, label: str, cache: Path) -> np.ndarray:
-    """The song's mixture through ``separator``, cached as WAV under ``cache/vocals/label``
-    (keyed by song id and the mixture file's stamp)."""
-    from embeddings import audio
-
-    path = separated_path(song, label, cache)
-    if path.exists():
-        return audio.load(path)
-    vocals, _ = separator.separate(audio.load(song.mixture))
-    audio.save(path, vocals)
-    return vocals
 
 
 @dataclass

@@ -23,7 +23,7 @@ def song_windows(song_id: str, vocals: Path, label: str, config, per_track: int,
     import json
 
     from embeddings.timbre_train import WindowSet, build_window_set
-    from recsys.bench.singer import file_stamp
+    from recsys.bench.vocals import file_stamp
 
     recipe = json.dumps([vars(config), copies, seed], sort_keys=True)
     recipe = hashlib.sha1(recipe.encode()).hexdigest()[:8]
@@ -73,7 +73,7 @@ def train_timbre(
     from embeddings.timbre import TimbreConfig, TimbreNet
     from embeddings.timbre_train import TrainConfig, WindowSet, evaluate, train
     from recsys.bench.result import invoked_command
-    from recsys.bench.singer import resolve_separator, separated_path, separated_vocals
+    from recsys.bench.vocals import resolve_separator, separated_path, separated_vocals
     from recsys.corpus import Corpus
 
     if source not in ("clean", "separated"):
@@ -228,7 +228,8 @@ def plot_singers(
     from sklearn.manifold import TSNE
 
     from embeddings.timbre import MfccBaseline, TimbreNet, artist_vector, load_pretrained
-    from recsys.bench.singer import embed_songs, resolve_separator, separated_path
+    from recsys.bench.singer import embed_songs
+    from recsys.bench.vocals import resolve_separator, separated_path
     from recsys.corpus import Corpus
 
     if model not in ("contrastive", "mfcc"):

@@ -1,0 +1,56 @@
+"""Separated vocals of corpus songs for the benches and training commands: which separator,
+and a disk cache so each song is separated once per separator version."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+SEPARATOR_ORDER = ("bsrnn", "repet_sim")
+
+
+def resolve_separator(name: str):
+    """``"auto"``: BSRNN if its weights load, else REPET-SIM; ``"clean"``: the corpus' clean
+    vocal stems (no separation, an upper bound). Returns ``(label, separator or None)``;
+    ``label`` is the separator's version and names its cache folder."""
+    from embeddings.registry import load_separator
+
+    if name == "clean":
+        return "clean", None
+    errors = []
+    for candidate in SEPARATOR_ORDER if name == "auto" else (name,):
+        try:
+            sep = load_separator(candidate)
+            return getattr(sep, "version", candidate), sep
+        except Exception as e:  # missing module or weights: try the next one
+            errors.append(f"{candidate}: {e}")
+    raise RuntimeError("no separator could be loaded (" + "; ".join(errors) + ")")
+
+
+def file_stamp(path: Path) -> str:
+    """Short digest of a file's path, size and mtime: a cache key that changes when a corpus
+    is rebuilt in place."""
+    st = Path(path).stat()
+    key = f"{Path(path).resolve()}:{st.st_size}:{st.st_mtime_ns}"
+    return hashlib.sha1(key.encode()).hexdigest()[:10]
+
+
+def separated_path(song, label: str, cache: Path) -> Path:
+    return Path(cache) / "vocals" / label / f"{song.song_id}-{file_stamp(song.mixture)}.wav"
+
+
+def separated_vocals(song, separator, label: str, cache: Path) -> np.ndarray:
+    """The song's mixture through ``separator`` (its clean vocal stem when ``separator`` is
+    None), cached as WAV under ``cache/vocals/label``."""
+    from embeddings import audio
+
+    if separator is None:
+        return audio.load(song.vocals)
+    path = separated_path(song, label, cache)
+    if path.exists():
+        return audio.load(path)
+    vocals, _ = separator.separate(audio.load(song.mixture))
+    audio.save(path, vocals)
+    return vocals
