@@ -10,7 +10,7 @@ from pathlib import Path
 
 from embeddings import audio
 from embeddings.base import l2_normalize
-from recsys.metadata import SongSource, content_hash
+from recsys.metadata import SongSource, bytes_hash, content_hash
 from recsys.pipeline import (
     GENDER_TAGS,
     MELODY_WINDOW,
@@ -67,7 +67,7 @@ def ingest_one(source: SongSource, catalog, models: Models, report: IngestReport
                data: bytes | None = None) -> str:
     """Add one song; returns "added", "existing" or "failed" and records it in ``report``."""
     try:
-        digest = content_hash(source.path) if data is None else _bytes_digest(data)
+        digest = content_hash(source.path) if data is None else bytes_hash(data)
         existing = catalog.track_id_for_hash(digest)
         if existing is not None:
             report.existing.append((source.path, existing))
@@ -87,12 +87,6 @@ def ingest_one(source: SongSource, catalog, models: Models, report: IngestReport
     report.audio_seconds += len(mixture) / audio.SAMPLE_RATE
     (report.added if created else report.existing).append((source.path, track_id))
     return "added" if created else "existing"
-
-
-def _bytes_digest(data: bytes) -> str:
-    from recsys.metadata import bytes_hash
-
-    return bytes_hash(data)
 
 
 def track_input(source: SongSource, digest: str, duration: float, analysis: Analysis,

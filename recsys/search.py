@@ -8,6 +8,7 @@ nothing close enough to show, and what a free-text query was understood as.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -79,13 +80,13 @@ class SearchAnswer:
 
 
 def _timed(fn):
+    @functools.wraps(fn)
     def wrapper(*args, **kwargs) -> SearchAnswer:
         start = time.perf_counter()
         answer = fn(*args, **kwargs)
         answer.took_ms = (time.perf_counter() - start) * 1000
         return answer
 
-    wrapper.__doc__, wrapper.__name__ = fn.__doc__, fn.__name__
     return wrapper
 
 
