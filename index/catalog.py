@@ -385,13 +385,7 @@ class Catalog:
         if not isinstance(name, str) or not name.strip() or len(name) > 255:
             raise InputError("a user name is a non-empty string of at most 255 characters")
         with self._lock, self._session.begin() as s:
-            uid = s.scalar(select(User.id).where(User.name == name))
-            if uid is None:
-                user = User(name=name)
-                s.add(user)
-                s.flush()
-                uid = user.id
-            return uid
+            return _named_id(s, User, name)
 
     def add_interaction(self, user_id: int, track_id: int, kind: str) -> int:
         if not isinstance(kind, str) or not kind or len(kind) > 32:
@@ -822,13 +816,7 @@ class Catalog:
         return changes
 
     def _artist_id(self, s, name: str) -> int:
-        aid = s.scalar(select(Artist.id).where(Artist.name == name))
-        if aid is None:
-            artist = Artist(name=name)
-            s.add(artist)
-            s.flush()
-            aid = artist.id
-        return aid
+        return _named_id(s, Artist, name)
 
     def _tag_ids(self, s, names: list[str]) -> dict[str, int]:
         ids = dict(s.execute(select(Tag.name, Tag.id).where(Tag.name.in_(names))).all())
@@ -925,6 +913,17 @@ class Catalog:
             rows = {r.id: ArtistRecord(r.id, r.name, int(r.n))
                     for r in s.execute(self._artist_query(ids_query))}
         return [rows[i] for i in order if i in rows]
+
+
+def _named_id(s, model, name: str) -> int:
+    """The id of the ``model`` row (User, Artist) called ``name``, created if needed."""
+    row_id = s.scalar(select(model.id).where(model.name == name))
+    if row_id is None:
+        row = model(name=name)
+        s.add(row)
+        s.flush()
+        row_id = row.id
+    return row_id
 
 
 def _merge(into: dict[Pair, _Change], other: dict[Pair, _Change]) -> None:
