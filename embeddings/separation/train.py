@@ -33,6 +33,7 @@ class TrainConfig:
     batch_size: int = 4
     segment_seconds: float = 3.0
     lr: float = 1e-3
+    lr_final: float | None = None  # cosine decay to this by the last epoch; None: constant
     clip_grad: float = 5.0
     remix_prob: float = 0.5  # share of examples whose stems come from different songs
     gain_low: float = 0.25
@@ -189,6 +190,17 @@ def _atomic_torch_save(obj, path: Path) -> None:
         raise
 
 
+def epoch_lr(cfg: TrainConfig, epoch: int) -> float:
+    """Learning rate of ``epoch`` (0-based): constant, or cosine from ``lr`` to ``lr_final``.
+
+    A function of the epoch alone, so a resumed run follows the same schedule.
+    """
+    if cfg.lr_final is None or cfg.epochs <= 1:
+        return cfg.lr
+    progress = min(epoch / (cfg.epochs - 1), 1.0)
+    return cfg.lr_final + 0.5 * (cfg.lr - cfg.lr_final) * (1 + math.cos(math.pi * progress))
+
+
 def train(model: BSRNN, pools: Pools, val_items: Sequence[tuple[np.ndarray, np.ndarray]],
           cfg: TrainConfig, out_dir: str | os.PathLike, device: str = "cpu",
           resume: bool = False, meta: dict | None = None,
@@ -226,6 +238,8 @@ def train(model: BSRNN, pools: Pools, val_items: Sequence[tuple[np.ndarray, np.n
         model.train()
         t0 = time.time()
         losses = []
+        for group in opt.param_groups:
+            group["lr"] = epoch_lr(cfg, epoch)
         for step in range(cfg.steps_per_epoch):
             mix, voc = sample_batch(pools, cfg, rng)
             mix_t, voc_t = torch.from_numpy(mix).to(device), torch.from_numpy(voc).to(device)
@@ -239,7 +253,7 @@ def train(model: BSRNN, pools: Pools, val_items: Sequence[tuple[np.ndarray, np.n
                 on_step(step, losses[-1])
         val = validate(model, val_items, device) if val_items else float("nan")
         record = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_sdr": val,
-                  "seconds": time.time() - t0}
+                  "lr": epoch_lr(cfg, epoch), "seconds": time.time() - t0}
         history.append(record)
         if val_items and val > best:
             best = val

@@ -93,6 +93,8 @@ def train_separator(
     batch: int = typer.Option(4, help="Random-remix segments per batch."),
     segment: float = typer.Option(3.0, help="Segment length in seconds."),
     lr: float = typer.Option(1e-3, help="Adam learning rate."),
+    lr_final: float | None = typer.Option(None, help="Cosine-decay the learning rate to this "
+                                          "by the last epoch (default: constant)."),
     out: Path = typer.Option(Path("runs/separator"), help="Checkpoints and best weights."),
     resume: bool = typer.Option(False, help="Continue from OUT/last.pt."),
     unlabeled: Path | None = typer.Option(None, help="Semi-supervised fine-tuning: a folder "
@@ -202,7 +204,8 @@ def train_separator(
 
     meta["heard_singers"], meta["heard_tunes"] = sorted(heard_singers), sorted(heard_tunes)
     cfg = TrainConfig(epochs=epochs, steps_per_epoch=steps, batch_size=batch,
-                      segment_seconds=segment, lr=lr, seed=seed)
+                      segment_seconds=segment, lr=lr, lr_final=lr_final,
+                      seed=seed)
     with _progress() as bar:
         task = bar.add_task("epoch 1", total=steps, info="")
 

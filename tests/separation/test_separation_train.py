@@ -9,6 +9,7 @@ from embeddings.separation.train import (
     Pools,
     TrainConfig,
     energy_filter,
+    epoch_lr,
     mine_pseudo_labels,
     sample_batch,
     sdr,
@@ -121,3 +122,13 @@ def test_sdr_is_higher_for_better_estimates():
     ref = rng.standard_normal(SR)
     good = sdr(ref, ref + 0.01 * rng.standard_normal(SR))
     assert good > sdr(ref, ref + 0.5 * rng.standard_normal(SR))
+
+
+def test_cosine_schedule_runs_from_lr_to_lr_final():
+    cfg = TrainConfig(epochs=11, lr=1e-3, lr_final=1e-4)
+    rates = [epoch_lr(cfg, e) for e in range(cfg.epochs)]
+    assert rates[0] == pytest.approx(1e-3)
+    assert rates[-1] == pytest.approx(1e-4)
+    assert rates[5] == pytest.approx(5.5e-4)
+    assert all(a >= b for a, b in zip(rates, rates[1:], strict=False))
+    assert epoch_lr(TrainConfig(epochs=11, lr=1e-3), 7) == 1e-3
