@@ -73,27 +73,39 @@ def window_mels(
     paths: Sequence[str | Path],
     config: TaggerConfig,
     progress: Callable[[int], None] | None = None,
+    skip_unreadable: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Load each audio file, cut 3 s windows and compute the tagger's log-mel.
 
     Returns ``(mel (n, n_mels, frames) float16, groups (n,) int32 file index,
-    starts (n,) seconds)``. ``progress(i)`` is called after each file.
+    starts (n,) seconds)``. ``progress(i)`` is called after each file. With
+    ``skip_unreadable`` a file that ``embeddings.audio.load`` rejects (empty, corrupt, too
+    short, ...) contributes no window, so its index is absent from ``groups``; without it
+    the :class:`embeddings.audio.AudioError` propagates.
     """
-    from embeddings.audio import load
+    from embeddings.audio import AudioError, load
     from embeddings.windows import cut
 
     model = JetaTagger(config)
     mels, groups, starts = [], [], []
     with torch.no_grad():
         for i, path in enumerate(paths):
-            windows = cut(load(path))
+            try:
+                audio = load(path)
+            except AudioError:
+                if not skip_unreadable:
+                    raise
+                if progress:
+                    progress(i)
+                continue
+            windows = cut(audio)
             mels.append(model.logmel(torch.from_numpy(windows.audio)).numpy().astype(np.float16))
             groups.append(np.full(len(windows), i, np.int32))
             starts.append(windows.starts)
             if progress:
                 progress(i)
     if not mels:
-        raise TaggerError("no audio files given")
+        raise TaggerError("no readable audio files given")
     return np.concatenate(mels), np.concatenate(groups), np.concatenate(starts)
 
 

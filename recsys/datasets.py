@@ -3,7 +3,8 @@
 - MUSDB18 (decoded to WAV stems): ``<root>/<split>/<track>/{mixture,vocals,drums,bass,other}.wav``
 - MagnaTagATune: ``<root>/annotations_final.csv`` (tab-separated: ``clip_id``, 188 tag
   columns of 0/1, ``mp3_path``) and the clips under ``<root>/`` (or ``audio_dir``); the
-  usual top-50 tags by frequency.
+  usual top-50 tags by frequency, and the usual split by the clip's first folder (``0``-``f``):
+  ``0``-``b`` train, ``c`` val, ``d``-``f`` test (:data:`MTAT_SPLITS`).
 - Singer folders: ``<root>/<artist>/<song>.<ext>`` -> artist, title.
 - MIR-QBSH: ``waveFile/<year>/<person>/<song id>.wav`` with ``.pv`` pitch vectors beside the
   WAVs (one semitone value per 32 ms frame, 0 = unvoiced) and ``midiFile/<song id>.mid``.
@@ -84,11 +85,27 @@ def load_musdb(root: str | os.PathLike, split: str | None = None) -> list[MusdbT
 # --- MagnaTagATune -------------------------------------------------------------------------
 
 
+# MagnaTagATune's usual split (Dieleman & Schrauwen 2014, Lee et al. 2017): by the first
+# folder of ``mp3_path``, one hex digit 0-f.
+MTAT_SPLITS = {"train": "0123456789ab", "val": "c", "test": "def"}
+
+
+def mtat_split(mp3_path: str) -> str:
+    """``"train"``, ``"val"`` or ``"test"`` for a clip's ``mp3_path`` (e.g. ``"c/x.mp3"``)."""
+    folder = Path(mp3_path).parts[0].lower() if Path(mp3_path).parts else ""
+    for split, folders in MTAT_SPLITS.items():
+        if len(folder) == 1 and folder in folders:
+            return split
+    raise DatasetError(f"MagnaTagATune: {mp3_path!r} is not under a folder 0-f, so it has no "
+                       "split (0-b train, c val, d-f test)")
+
+
 @dataclass(frozen=True)
 class MTATClip:
     clip_id: int
     path: Path
     tags: list[str]
+    split: str  # from the clip's folder, see MTAT_SPLITS
 
 
 @dataclass(frozen=True)
@@ -96,6 +113,13 @@ class MTATDataset:
     clips: list[MTATClip]
     vocabulary: list[str]  # the top-N tags, most frequent first
     missing_audio: int  # annotated clips whose file is absent (skipped)
+
+    def split(self, name: str) -> list[MTATClip]:
+        """The clips of split ``name`` (``"train"``, ``"val"`` or ``"test"``)."""
+        if name not in MTAT_SPLITS:
+            raise DatasetError(f"MagnaTagATune split is one of {sorted(MTAT_SPLITS)}, "
+                               f"not {name!r}")
+        return [c for c in self.clips if c.split == name]
 
     def label_matrix(self) -> np.ndarray:
         """(n_clips, n_tags) float32 0/1 matrix in ``vocabulary`` order."""
@@ -154,7 +178,10 @@ def load_magnatagatune(root: str | os.PathLike, top: int = 50,
         if require_audio and not path.is_file():
             missing += 1
             continue
-        clips.append(MTATClip(cid, path, [t for t in tags if t in keep]))
+        clips.append(MTATClip(cid, path, [t for t in tags if t in keep], mtat_split(rel)))
+    if not clips:
+        raise DatasetError(f"MagnaTagATune: none of the {len(rows)} annotated clips has its "
+                           f"audio file under {audio_root}")
     return MTATDataset(clips, vocab, missing)
 
 

@@ -7,6 +7,7 @@ time then a BLSTM across bands, each with group norm and a residual -> per-band 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -178,7 +179,11 @@ class BsrnnSeparator:
     @classmethod
     def from_file(cls, path: str | os.PathLike, device: str = "auto", **kw) -> BsrnnSeparator:
         model, doc = BSRNN.load(path)
-        return cls(model, version=doc.get("version", Path(path).stem), device=device, **kw)
+        # the weights' digest in the version: caches of separated audio and the catalog's
+        # provenance must change when the weights are retrained under the same name
+        digest = hashlib.sha1(Path(path).read_bytes()).hexdigest()[:8]
+        version = f"{doc.get('version', Path(path).stem)}-{digest}"
+        return cls(model, version=version, device=device, **kw)
 
     @torch.inference_mode()
     def separate_chunk(self, piece: np.ndarray) -> np.ndarray:

@@ -132,6 +132,52 @@ class WindowIndex:
         return (score, sims, ids) if hits else score
 
 
+class WindowRetrieval:
+    """Scores a melody model on track retrieval by window votes (the bench's ``tcae``
+    system, without DTW): used to select TCAE weights on the val split while training.
+
+    ``catalog``: ``(vocals (samples,), contour (frames,))`` per track, cut into windows and
+    kept where ingest would index them (:func:`recsys.pipeline.melodic_windows`);
+    ``queries``: ``(hum audio (samples,), target track number)``. Calling it with a
+    :class:`embeddings.melody.TCAE` gives ``{mrr, top1, top10, recall_at_50}``.
+    """
+
+    def __init__(self, catalog: list[tuple[np.ndarray, np.ndarray]],
+                 queries: list[tuple[np.ndarray, int]], per_window: int = 50):
+        from embeddings.windows import cut
+
+        if not catalog or not queries:
+            raise ValueError("window retrieval needs a catalog and queries")
+        windows, owners = [], []
+        for i, (vocals, contour) in enumerate(catalog):
+            w = cut(vocals)
+            keep = np.flatnonzero(melodic_windows(contour, w.starts))
+            windows.append(w.audio[keep])
+            owners.append(np.full(len(keep), i))
+        self.windows = np.concatenate(windows)
+        self.track_of = np.concatenate(owners)
+        self.n_tracks = len(catalog)
+        self.queries = [(cut(hum).audio, target) for hum, target in queries]
+        self.per_window = per_window
+
+    def __call__(self, model) -> dict[str, float]:
+        from embeddings.melody import TCAEMelodyEncoder
+
+        encoder = TCAEMelodyEncoder(model, version="eval", device="cpu")
+        index = WindowIndex(encoder.embed(self.windows), self.track_of, self.n_tracks)
+        ranks = []
+        for hum_windows, target in self.queries:
+            votes = index.votes(encoder.embed(hum_windows), self.per_window)
+            order = [int(i) for i in np.argsort(-votes, kind="stable") if np.isfinite(votes[i])]
+            ranks.append(_rank_of(order, {target}))
+        ranks = np.array(ranks)
+        return {"mrr": round(float(np.mean(1 / ranks)), 4),
+                "top1": round(float(np.mean(ranks <= 1)), 4),
+                "top10": round(float(np.mean(ranks <= 10)), 4),
+                "recall_at_50": round(float(np.mean(ranks <= 50)), 4),
+                "queries": len(ranks), "tracks": self.n_tracks}
+
+
 def _around_hits(ref, track: int, index: WindowIndex, sims, ids, hum_s: float):
     """``ref`` cropped to its best-matching windows (the 3 best hits), padded by 1.5 hum
     lengths on each side (tempo errors up to ~1.4x and the hum's window offset)."""

@@ -74,36 +74,84 @@ def run(
     progress: Callable[[int, int], None] | None = None,
     limit: int | None = None,
 ):
-    """Tag every track of ``split`` with every system; returns a ``BenchResult``."""
-    from embeddings.audio import load
-    from embeddings.tagging import multi_hot, track_tags
-    from embeddings.windows import cut
-    from recsys.bench.result import BenchResult
+    """Tag every mixture of the corpus' ``split`` with every system; returns a ``BenchResult``."""
     from recsys.corpus import Corpus, CorpusError
 
     corpus = Corpus(corpus_dir)
-    vocabulary = corpus.vocabulary
-    systems = systems if systems is not None else load_systems()
-    for name, tagger in systems.items():
-        if list(tagger.vocabulary) != vocabulary:
-            raise CorpusError(f"system {name!r} was trained on another tag vocabulary than "
-                              f"{corpus.root}'s")
     songs = corpus.songs(split)[:limit] if limit else corpus.songs(split)
     if not songs:
         raise CorpusError(f"{corpus.root} has no songs in split {split!r}")
+    return evaluate([s.mixture for s in songs], [s.tags for s in songs], corpus.vocabulary,
+                    split, systems, progress, source=str(corpus.root))
 
-    labels = np.stack([multi_hot(s.tags, vocabulary) for s in songs]) > 0.5
-    probs = {n: np.zeros((len(songs), len(vocabulary)), np.float32) for n in systems}
-    joint = {n: np.zeros((len(songs), t.dim), np.float32) for n, t in systems.items()}
-    for i, song in enumerate(songs):
-        windows = cut(load(song.mixture)).audio
-        for name, tagger in systems.items():
-            probs[name][i], joint[name][i] = track_tags(*tagger.predict(windows))
+
+def run_mtat(
+    root: str | Path,
+    split: str = "test",
+    systems: dict | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    limit: int | None = None,
+):
+    """The same on MagnaTagATune's ``split`` (folders d-f for test, see
+    ``recsys.datasets.MTAT_SPLITS``) with its top-50 tags. Unreadable clips are skipped
+    and counted in ``notes["unreadable"]``."""
+    from recsys.datasets import DatasetError, load_magnatagatune
+
+    mtat = load_magnatagatune(root)
+    clips = mtat.split(split)[:limit] if limit else mtat.split(split)
+    if not clips:
+        raise DatasetError(f"MagnaTagATune: no clips with audio in split {split!r} under {root}")
+    return evaluate([c.path for c in clips], [c.tags for c in clips], mtat.vocabulary, split,
+                    systems, progress, source=f"MagnaTagATune {root}", skip_unreadable=True)
+
+
+def evaluate(
+    paths: list[Path],
+    tags: list[list[str]],
+    vocabulary: list[str],
+    split: str,
+    systems: dict | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    source: str = "",
+    skip_unreadable: bool = False,
+):
+    """Tag every audio file (``paths``, with its true ``tags``) with every system."""
+    from embeddings.audio import AudioError, load
+    from embeddings.tagging import TaggerError, multi_hot, track_tags
+    from embeddings.windows import cut
+    from recsys.bench.result import BenchResult
+
+    systems = systems if systems is not None else load_systems()
+    for name, tagger in systems.items():
+        if list(tagger.vocabulary) != list(vocabulary):
+            raise TaggerError(f"system {name!r} was trained on another tag vocabulary than "
+                              f"{source or 'the evaluation data'}'s")
+
+    labels = np.stack([multi_hot(t, vocabulary) for t in tags]) > 0.5
+    probs = {n: np.zeros((len(paths), len(vocabulary)), np.float32) for n in systems}
+    joint = {n: np.zeros((len(paths), t.dim), np.float32) for n, t in systems.items()}
+    readable = np.ones(len(paths), bool)
+    for i, path in enumerate(paths):
+        try:
+            windows = cut(load(path)).audio
+        except AudioError:
+            if not skip_unreadable:
+                raise
+            readable[i] = False
+        else:
+            for name, tagger in systems.items():
+                probs[name][i], joint[name][i] = track_tags(*tagger.predict(windows))
         if progress:
-            progress(i + 1, len(songs))
+            progress(i + 1, len(paths))
+    if not readable.any():
+        raise TaggerError(f"none of the {len(paths)} audio files of {source} could be read")
+    labels = labels[readable]
+    probs = {n: p[readable] for n, p in probs.items()}
+    joint = {n: j[readable] for n, j in joint.items()}
+    n_items = int(readable.sum())
 
     n_pos = labels.sum(axis=0)
-    scored = [t for t in range(len(vocabulary)) if 0 < n_pos[t] < len(songs)]
+    scored = [t for t in range(len(vocabulary)) if 0 < n_pos[t] < n_items]
     skipped = [vocabulary[t] for t in range(len(vocabulary)) if t not in scored]
     queries, query_notes = _relevant_queries(labels, vocabulary)
 
@@ -134,11 +182,13 @@ def run(
                                           for v in query_notes.values()])) if queries else None,
         "versions": {n: t.version for n, t in systems.items()},
     }
+    if not readable.all():
+        notes["unreadable"] = [str(paths[i]) for i in np.flatnonzero(~readable)]
     if "je" in results and "no_je" in results:
         notes["je_minus_no_je"] = {m: round(results["je"][m] - results["no_je"][m], 4)
                                    for m in ("roc_auc", "pr_auc", "p_at_10",
                                              "p_at_10_joint")}
-    return BenchResult(bench="tagging", split=split, n_items=len(songs), systems=results,
+    return BenchResult(bench="tagging", split=split, n_items=n_items, systems=results,
                        notes=notes)
 
 

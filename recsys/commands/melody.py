@@ -34,58 +34,118 @@ def train_melody(
     data: Path = typer.Option(..., help="A corpus built by `recsys corpus build`."),
     out: Path = typer.Option(Path("embeddings/weights/tcae-v1"),
                              help="Weights path without suffix (.safetensors/.json)."),
-    steps: int = typer.Option(3000, help="Optimiser steps."),
+    steps: int = typer.Option(3000, help="Optimiser steps (at most)."),
+    minutes: float = typer.Option(0.0, help="Stop training after this many minutes (0: none)."),
     batch: int = typer.Option(16, help="Positive pairs per step."),
     lr: float = typer.Option(2e-3),
+    frontend: str = typer.Option("interval", help="'interval' (pitch posterior -> "
+                                 "transposition-invariant intervals) or 'mel' (v1)."),
     channels: int = typer.Option(32, help="Width of the causal stacks."),
     layers: int = typer.Option(6, help="Residual blocks per stack (dilation 1..2**(L-1))."),
+    hum_fraction: float = typer.Option(0.5, help="Share of each batch drawn from hum pairs."),
+    pitch_weight: float = typer.Option(1.0, help="Weight of the auxiliary pitch loss."),
+    recon_weight: float = typer.Option(1.0, help="Weight of the reconstruction loss."),
+    hums_per_song: int = typer.Option(6, help="Extra hums generated per train song "
+                                      "(cached under --hum-cache)."),
+    val_hums_per_song: int = typer.Option(3, help="Extra hums generated per val song, "
+                                          "used only to select the weights."),
+    separator: str = typer.Option("auto", help="Separator of the catalog-side windows "
+                                  "('auto', a name, or 'clean' for stems only)."),
+    eval_every: int = typer.Option(500, help="Score val retrieval every this many steps."),
     threads: int = typer.Option(1, help="CPU threads for torch."),
     max_songs: int = typer.Option(0, help="Use at most this many training songs (0: all)."),
+    seed: int = typer.Option(0),
+    hum_cache: Path = typer.Option(Path("data/cache/tcae-hums"), help="Generated hums."),
+    cache: Path = typer.Option(Path("data/cache/qbh"),
+                               help="Separated vocals (shared with `recsys bench qbh`)."),
     checkpoint: Path = typer.Option(Path("runs/melody/checkpoint"),
                                     help="Saved every 50 steps while training."),
 ):
-    """Train the TCAE melody encoder on the corpus' train split (songs + hum queries);
-    the val split is only scored (pair top-1), never trained on."""
+    """Train the TCAE melody encoder on the corpus' train split: its songs (clean and
+    separated vocals), its hum queries and --hums-per-song more hums per song rendered by
+    the corpus' own hum generator. Weights are selected by window-vote retrieval of val
+    hums against the train + val songs' separated vocals; test songs are never read."""
     import json
 
-    from embeddings.melody import TCAEConfig
-    from embeddings.melody_train import HumPair, TrainConfig, train
-    from recsys.corpus import Corpus, CorpusError
+    import torch
 
+    from embeddings import audio, pitch
+    from embeddings.melody import TCAE, MelodyModelError, TCAEConfig
+    from embeddings.melody_train import HumPair, TrainConfig, TrainSong, train
+    from recsys.bench.qbh import WindowRetrieval, corpus_cache
+    from recsys.bench.vocals import resolve_separator, separated_path, separated_vocals
+    from recsys.corpus import Corpus, CorpusError
+    from recsys.corpus.training_hums import generate
+
+    torch.set_num_threads(threads)
     try:
         corpus = Corpus(data)
-    except CorpusError as e:
+        model_config = TCAEConfig(channels=channels, layers=layers, frontend=frontend)
+    except (CorpusError, MelodyModelError) as e:
         _fail(str(e))
+    label, sep = resolve_separator(separator) if separator != "clean" else ("clean", None)
+    sep_cache = corpus_cache(cache, corpus)
+    bar, update = _progress()
 
-    def pairs(split: str, limit: int):
+    def split_data(split: str, limit: int, per_song: int):
         songs = [s for s in corpus.songs(split) if not s.instrumental]
         if limit:
             songs = songs[:limit]
         index = {s.song_id: i for i, s in enumerate(songs)}
-        hums = [HumPair(q.path, index[q.song_id], q.start_s, q.end_s)
-                for q in corpus.queries(split) if q.song_id in index]
-        return [(s.vocals, s.accompaniment) for s in songs], hums
+        pairs = [HumPair(q.path, index[q.song_id], q.start_s, q.end_s, q.notes,
+                         q.params.get("song_note_indices", [None])[0])
+                 for q in corpus.queries(split) if q.song_id in index]
+        extra = generate(corpus, split, per_song, hum_cache,
+                         progress=lambda d, t: update(f"hums ({split})", d, t)) \
+            if per_song else []
+        pairs += [HumPair(h.path, index[h.song_id], h.start_s, h.end_s, h.notes, h.first_note)
+                  for h in extra if h.song_id in index]
+        separated = []
+        for i, s in enumerate(songs):
+            vocals = separated_vocals(s, sep, label, sep_cache)
+            separated.append(vocals)
+            update(f"separated vocals ({split})", i + 1, len(songs))
+        train_songs = [TrainSong(s.vocals, s.accompaniment,
+                                 separated_path(s, label, sep_cache) if sep else None, s.notes)
+                       for s in songs]
+        return songs, train_songs, pairs, separated
 
-    songs, hums = pairs("train", max_songs)
-    val_songs, val_hums = pairs("val", 40)
-    if not songs:
-        _fail(f"{data} has no training songs with vocals")
-    typer.echo(f"train: {len(songs)} songs, {len(hums)} hum queries; "
-               f"val: {len(val_songs)} songs, {len(val_hums)} hum queries")
-    model_config = TCAEConfig(channels=channels, layers=layers)
-    config = TrainConfig(steps=steps, batch=batch, lr=lr, threads=threads)
-    bar, update = _progress()
     with bar:
-        model, history = train(songs, hums, model_config, config, val_songs, val_hums,
-                               progress=update, checkpoint=checkpoint)
+        songs, train_songs, hums, train_sep = split_data("train", max_songs, hums_per_song)
+        val, _, val_hums, val_sep = split_data("val", 0, val_hums_per_song)
+        if not train_songs:
+            _fail(f"{data} has no training songs with vocals")
+        # val selection: val hums against the train + val songs' (separated) vocals
+        catalog = [(v, pitch.contour(v)) for v in train_sep + val_sep]
+        queries = [(audio.load(h.hum), len(songs) + h.song) for h in val_hums]
+        evaluate = WindowRetrieval(catalog, queries)
+        typer.echo(f"train: {len(train_songs)} songs, {len(hums)} hums; val: {len(val)} songs,"
+                   f" {len(val_hums)} hums against {len(catalog)} tracks; separator {label}")
+        config = TrainConfig(steps=steps, batch=batch, lr=lr, threads=threads,
+                             hum_fraction=hum_fraction, pitch_weight=pitch_weight,
+                             recon_weight=recon_weight, eval_every=eval_every,
+                             max_minutes=minutes, seed=seed,
+                             separated_prob=0.5 if sep else 0.0)
+        model, history = train(train_songs, hums, model_config, config, progress=update,
+                               checkpoint=checkpoint, evaluate=evaluate)
+    best = history.evals[history.eval_steps.index(history.best_step)]
+    previous = None
+    try:
+        previous = evaluate(TCAE.load(out))
+    except MelodyModelError:
+        pass
     meta = {
-        "corpus": str(Path(data).resolve()), "train_songs": len(songs), "train_hums": len(hums),
-        "train_config": config.__dict__, "history": history.__dict__,
+        "corpus": str(Path(data).resolve()), "train_songs": len(train_songs),
+        "train_hums": len(hums), "separator": label, "train_config": config.__dict__,
+        "val": {"selection": "window-vote retrieval of val hums against train+val songs",
+                "best_step": history.best_step, "best": best, "previous_weights": previous},
+        "history": history.__dict__,
     }
     model.save(out, meta=meta)
     typer.echo(json.dumps({"out": str(out), "seconds": round(history.seconds),
-                           "final_loss": history.loss[-1],
-                           "val_pair_top1": history.val_pair_top1[-1:]}))
+                           "steps": history.steps[-1], "final_loss": history.loss[-1],
+                           "val_best": best, "best_step": history.best_step,
+                           "val_previous_weights_at_out": previous}))
 
 
 @bench_app.command("qbh")

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import typer
@@ -25,35 +26,35 @@ def _progress():
                     MofNCompleteColumn(), TimeElapsedColumn())
 
 
-def corpus_dataset(corpus, split: str, config, cache_dir: Path):
-    """Log-mel windows of every ``split`` mixture with its song's tags, cached on disk.
+def cached_dataset(name: str, paths: list[Path], tags: list[list[str]], vocabulary: list[str],
+                   config, cache_dir: Path, skip_unreadable: bool = False):
+    """Log-mel windows of ``paths`` with multi-hot ``tags`` (one list per file), cached on disk
+    as ``cache_dir/<name>-<key>.npz``.
 
-    The cache file is keyed by the corpus, the songs and their files, and the mel settings,
-    so a rebuilt corpus or another mel configuration never reads stale features.
+    The key covers ``name``, the vocabulary, the files (absolute path and mtime) and the mel
+    settings, so a rebuilt dataset or another mel configuration never reads stale features.
+    With ``skip_unreadable`` files the audio loader rejects are left out (MagnaTagATune ships
+    a few empty mp3s); their count is printed.
     """
     import numpy as np
 
     from embeddings.tagging import multi_hot
     from embeddings.tagging_train import Dataset, window_mels
 
-    songs = corpus.songs(split)
-    if not songs:
-        _fail(f"{corpus.root} has no songs in split {split!r}")
-    missing = [str(s.mixture) for s in songs if not s.mixture.exists()]
-    if missing:
-        _fail(f"{len(missing)} mixture files are missing, e.g. {missing[0]}")
-    key = json.dumps([str(corpus.root), split, corpus.vocabulary, config.n_mels, config.n_fft,
-                      config.hop, [(s.song_id, s.mixture.stat().st_mtime_ns) for s in songs]])
-    cache = cache_dir / f"{split}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
+    key = json.dumps([name, vocabulary, config.n_mels, config.n_fft, config.hop,
+                      [(str(Path(p).resolve()), Path(p).stat().st_mtime_ns) for p in paths]])
+    cache = cache_dir / f"{name}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
     if cache.exists():
         data = np.load(cache)
         return Dataset(data["mel"], data["labels"], data["groups"])
     with _progress() as progress:
-        task = progress.add_task(f"log-mel of {split} mixtures", total=len(songs))
-        mel, groups, _ = window_mels([s.mixture for s in songs], config,
+        task = progress.add_task(f"log-mel of {name} audio", total=len(paths))
+        mel, groups, _ = window_mels(paths, config, skip_unreadable=skip_unreadable,
                                      progress=lambda i: progress.advance(task))
-    tags = np.stack([multi_hot(s.tags, corpus.vocabulary) for s in songs])
-    labels = tags[groups].astype(np.uint8)
+    skipped = len(paths) - len(np.unique(groups))
+    if skipped:
+        typer.echo(f"{name}: skipped {skipped} unreadable audio files")
+    labels = np.stack([multi_hot(t, vocabulary) for t in tags])[groups].astype(np.uint8)
     cache_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".npz")
     os.close(fd)
@@ -66,9 +67,54 @@ def corpus_dataset(corpus, split: str, config, cache_dir: Path):
     return Dataset(mel, labels, groups)
 
 
+def corpus_dataset(corpus, split: str, config, cache_dir: Path):
+    """Log-mel windows of every ``split`` mixture of the corpus with its song's tags."""
+    songs = corpus.songs(split)
+    if not songs:
+        _fail(f"{corpus.root} has no songs in split {split!r}")
+    missing = [str(s.mixture) for s in songs if not s.mixture.exists()]
+    if missing:
+        _fail(f"{len(missing)} mixture files are missing, e.g. {missing[0]}")
+    return cached_dataset(split, [s.mixture for s in songs], [s.tags for s in songs],
+                          corpus.vocabulary, config, cache_dir)
+
+
+def mtat_dataset(mtat, split: str, config, cache_dir: Path):
+    """Log-mel windows of MagnaTagATune's ``split`` clips (folder split, see
+    ``recsys.datasets.MTAT_SPLITS``) with their top-50 tags."""
+    clips = mtat.split(split)
+    if not clips:
+        _fail(f"MagnaTagATune has no clips with audio in split {split!r}")
+    return cached_dataset(f"mtat-{split}", [c.path for c in clips], [c.tags for c in clips],
+                          mtat.vocabulary, config, cache_dir, skip_unreadable=True)
+
+
+def _training_data(data: Path | None, mtat: Path | None):
+    """``(vocabulary, dataset(split, config, cache))`` of the corpus or MagnaTagATune."""
+    from recsys.corpus import Corpus, CorpusError
+    from recsys.datasets import DatasetError, load_magnatagatune
+
+    if (data is None) == (mtat is None):
+        _fail("give exactly one of --data CORPUS and --mtat MAGNATAGATUNE_DIR")
+    try:
+        if mtat is not None:
+            ds = load_magnatagatune(mtat)
+            if ds.missing_audio:
+                typer.echo(f"{ds.missing_audio} annotated MagnaTagATune clips have no audio "
+                           "file; skipped")
+            return ds.vocabulary, partial(mtat_dataset, ds)
+        corpus = Corpus(data)
+    except (CorpusError, DatasetError) as e:
+        _fail(str(e))
+    return corpus.vocabulary, partial(corpus_dataset, corpus)
+
+
 @train_app.command("tagger")
 def train_tagger(
-    data: Path = typer.Option(..., "--data", help="Corpus directory (recsys corpus build)."),
+    data: Path = typer.Option(None, "--data", help="Corpus directory (recsys corpus build)."),
+    mtat: Path = typer.Option(None, "--mtat", help="MagnaTagATune folder instead of a corpus: "
+                              "annotations_final.csv + the 0-f mp3 folders; top-50 tags, "
+                              "folders 0-b train, c val."),
     no_joint: bool = typer.Option(False, "--no-joint",
                                   help="Train the tagger without the joint embedding (no_je)."),
     baseline: bool = typer.Option(False, "--baseline",
@@ -89,6 +135,9 @@ def train_tagger(
                                "tagging)."),
 ):
     """Train the tagger on the corpus' train split, selecting epochs on its val split.
+
+    With --mtat, the same on MagnaTagATune (folders 0-b train, c val; its top-50 tags become
+    the vocabulary stored with the weights).
 
     Default: the joint-embedding tagger (stage 1 + stage 2) and the logistic-regression baseline.
 
@@ -111,21 +160,17 @@ def train_tagger(
         train_stage1,
         train_stage2,
     )
-    from recsys.corpus import Corpus, CorpusError
     from recsys.settings import get_settings
 
     if no_joint and baseline:
         _fail("--no-joint and --baseline train different models; pick one")
     torch.set_num_threads(max(1, threads))
-    try:
-        corpus = Corpus(data)
-    except CorpusError as e:
-        _fail(str(e))
+    vocabulary, dataset = _training_data(data, mtat)
     out = out or JE_WEIGHTS.parent
     cache = cache or get_settings().data_dir / "cache" / "tagging"
-    config = TaggerConfig(vocabulary=corpus.vocabulary, joint=not no_joint)
-    train = corpus_dataset(corpus, "train", config, cache)
-    val = corpus_dataset(corpus, "val", config, cache)
+    config = TaggerConfig(vocabulary=vocabulary, joint=not no_joint)
+    train = dataset("train", config, cache)
+    val = dataset("val", config, cache)
     typer.echo(f"{len(train.mel)} train windows ({len(set(train.groups))} tracks), "
                f"{len(val.mel)} val windows; {len(config.vocabulary)} tags")
 
@@ -164,7 +209,9 @@ def train_tagger(
 
 @bench_app.command("tagging")
 def bench_tagging(
-    corpus: Path = typer.Option(..., "--corpus", help="Corpus directory."),
+    corpus: Path = typer.Option(None, "--corpus", help="Corpus directory."),
+    mtat: Path = typer.Option(None, "--mtat", help="MagnaTagATune folder instead of a corpus "
+                              "(test = folders d-f); needs --weights trained with --mtat."),
     json_out: Path = typer.Option(None, "--json", help="Write the result here."),
     split: str = typer.Option("test", help="Split to evaluate (never trained on)."),
     weights: Path = typer.Option(None, help="Folder with logreg/no_je/je weights "
@@ -175,18 +222,23 @@ def bench_tagging(
     """logreg vs. no_je vs. je on one split: macro ROC-AUC, PR-AUC and tag-search P@10."""
     import torch
 
+    from embeddings.audio import AudioError
     from embeddings.tagging import TaggerError, TaggerWeightsError
-    from recsys.bench.tagging import load_systems, run
+    from recsys.bench.tagging import load_systems, run, run_mtat
     from recsys.corpus import CorpusError
+    from recsys.datasets import DatasetError
 
+    if (corpus is None) == (mtat is None):
+        _fail("give exactly one of --corpus CORPUS and --mtat MAGNATAGATUNE_DIR")
     torch.set_num_threads(max(1, threads))
     try:
         systems = load_systems(weights)
         with _progress() as progress:
             task = progress.add_task(f"tagging {split} tracks", total=None)
-            result = run(corpus, split=split, systems=systems, limit=limit or None,
-                         progress=lambda i, n: progress.update(task, completed=i, total=n))
-    except (CorpusError, TaggerError, TaggerWeightsError) as e:
+            result = (run_mtat if mtat else run)(
+                mtat or corpus, split=split, systems=systems, limit=limit or None,
+                progress=lambda i, n: progress.update(task, completed=i, total=n))
+    except (AudioError, CorpusError, DatasetError, TaggerError, TaggerWeightsError) as e:
         _fail(str(e))
     result.print()
     diff = result.notes.get("je_minus_no_je")

@@ -90,3 +90,74 @@ def test_contour_baseline_is_key_invariant():
     assert emb[0] @ emb[1] > 0.95
     assert emb[0] @ emb[1] > emb[0] @ emb[2] + 0.1
     assert not np.any(base.embed(np.zeros((1, WINDOW_SAMPLES), dtype=np.float32)))
+
+
+INTERVAL = TCAEConfig(channels=16, latent=32, layers=4, frontend="interval", lags=(2, 4, 8))
+
+
+def test_interval_frontend_is_causal_over_its_whole_receptive_field():
+    torch.manual_seed(0)
+    model = TCAE(INTERVAL).eval()
+    x = torch.randn(2, INTERVAL.n_mels, 120)
+    t = 100
+    y = x.clone()
+    y[..., t + 1 :] = torch.randn_like(y[..., t + 1 :]) * 5
+    with torch.no_grad():
+        zx, rx = model(x)
+        zy, ry = model(y)
+    assert rx.shape == (2, INTERVAL.stack_input, 120)
+    assert torch.equal(zx[..., : t + 1], zy[..., : t + 1])
+    assert torch.equal(rx[..., : t + 1], ry[..., : t + 1])
+    # the oldest frame of the receptive field reaches frame t, the one before it does not
+    x.requires_grad_(True)
+    z, _ = model(x)
+    (grad,) = torch.autograd.grad(z[..., t].sum(), x)
+    seen = grad.abs().sum(dim=(0, 1))
+    assert seen[t - INTERVAL.receptive_field + 1] > 0
+    assert seen[: t - INTERVAL.receptive_field + 1].abs().sum() == 0
+
+
+def test_interval_layer_is_transposition_invariant_and_reads_the_interval():
+    from embeddings.melody import IntervalLayer
+
+    post = torch.zeros(1, 48, 40)
+    post[0, 10, :20] = 1.0  # a note, then one 4 semitones higher
+    post[0, 14, 20:] = 1.0
+    layer = IntervalLayer((4,), 12)
+    out = layer(post)
+    assert out.shape == (1, 25, 40)
+    assert torch.equal(out, layer(torch.roll(post, 7, dims=1)))
+    assert out[0, :, 22].argmax() == 12 + 4  # 4 frames back the pitch was 4 semitones lower
+    assert out[0, :, 30].argmax() == 12  # same note held
+    assert out[0, :, 2].abs().sum() == 0  # before the window: unvoiced
+
+
+def test_embedding_ignores_transposition_of_a_pure_pitch_posterior():
+    """With a one-hot pitch front-end, a transposed tune embeds exactly the same."""
+    torch.manual_seed(2)
+    model = TCAE(INTERVAL).eval()
+    bins = torch.tensor([5, 5, 9, 9, 7, 12, 12, 10] * 6)
+    post = torch.nn.functional.one_hot(bins, 48).T[None].float()
+    up = torch.roll(post, 3, dims=1)
+    with torch.no_grad():
+        a = model.pool(model.encoder(model.intervals(post)))
+        b = model.pool(model.encoder(model.intervals(up)))
+    assert torch.allclose(a, b)
+
+
+def test_unknown_frontend_and_old_configs():
+    with pytest.raises(MelodyModelError, match="front-end"):
+        TCAEConfig(frontend="cqt")
+    # v1 weights' JSON has no front-end fields: they load as the mel front-end
+    assert TCAEConfig(**{"n_mels": 48, "channels": 8}).frontend == "mel"
+
+
+def test_interval_model_save_load_roundtrip(tmp_path):
+    torch.manual_seed(3)
+    model = TCAE(INTERVAL)
+    model.save(tmp_path / "tcae-int")
+    encoder = load_pretrained(tmp_path / "tcae-int", device="cpu")
+    assert encoder.model.config == INTERVAL
+    windows = cut(sing(tune(12, seed=4))).audio
+    direct = TCAEMelodyEncoder(model.eval(), "x", device="cpu").embed(windows)
+    assert np.allclose(encoder.embed(windows), direct, atol=1e-5)

@@ -57,7 +57,19 @@ def test_default_weights_are_the_better_on_validation(tmp_path, monkeypatch):
         BSRNN(BSRNNConfig.named("tiny")).save(weights / f"{name}.safetensors", version=name,
                                               val_sdr=val)
     monkeypatch.setattr(bsrnn, "WEIGHTS_DIR", weights)
-    assert bsrnn.load_pretrained().version == "bsrnn-cpu-semi"
-    assert bsrnn.load_pretrained("bsrnn-cpu").version == "bsrnn-cpu"
+    assert bsrnn.load_pretrained().version.startswith("bsrnn-cpu-semi-")
+    assert bsrnn.load_pretrained("bsrnn-cpu").version.startswith("bsrnn-cpu-")
     (weights / "bsrnn-cpu-semi.json").unlink()
-    assert bsrnn.load_pretrained().version == "bsrnn-cpu"
+    assert not bsrnn.load_pretrained().version.startswith("bsrnn-cpu-semi")
+
+
+def test_version_changes_when_the_weights_are_retrained(tmp_path):
+    path = tmp_path / "bsrnn-cpu.safetensors"
+    torch.manual_seed(0)
+    BSRNN(BSRNNConfig.named("tiny")).save(path, version="bsrnn-cpu-1", val_sdr=1.0)
+    first = bsrnn.BsrnnSeparator.from_file(path).version
+    torch.manual_seed(1)
+    BSRNN(BSRNNConfig.named("tiny")).save(path, version="bsrnn-cpu-1", val_sdr=1.0)
+    second = bsrnn.BsrnnSeparator.from_file(path).version
+    assert first.startswith("bsrnn-cpu-1-") and second.startswith("bsrnn-cpu-1-")
+    assert first != second
