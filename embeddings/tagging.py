@@ -235,8 +235,9 @@ class JetaTagger(nn.Module):
 
     # -- persistence -----------------------------------------------------------------------
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write ``path`` (safetensors) and ``path`` with ``.json`` (config), atomically."""
+    def save(self, path: str | os.PathLike, training: dict | None = None) -> None:
+        """Write ``path`` (safetensors) and ``path`` with ``.json`` (config, with the
+        vocabulary, and ``training``: how the weights were made), atomically."""
         from safetensors.torch import save_file
 
         path = Path(path)
@@ -244,6 +245,8 @@ class JetaTagger(nn.Module):
         _atomic_write(path, lambda tmp: save_file(state, tmp))
         self.version = _version(self.config.joint, path)
         meta = {"config": asdict(self.config), "version": self.version}
+        if training:
+            meta["training"] = training
         _atomic_write(path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(
             json.dumps(meta, indent=2) + "\n"))
 
@@ -355,7 +358,8 @@ class LogRegTagger:
         """``(m, T)`` multi-hot -> ``(m, T)`` L2-normalised (the baseline's joint space)."""
         return l2_normalize(_check_tags(tags, self.dim))
 
-    def save(self, path: str | os.PathLike) -> None:
+    def save(self, path: str | os.PathLike, training: dict | None = None) -> None:
+        """Write ``path`` (safetensors) and its ``.json`` (config and ``training``)."""
         from safetensors.numpy import save_file
 
         path = Path(path)
@@ -365,6 +369,8 @@ class LogRegTagger:
         self.version = _version(None, path)
         meta = {"config": {"vocabulary": self.vocabulary, "n_mels": self.n_mels,
                            "n_fft": self.n_fft, "hop": self.hop}, "version": self.version}
+        if training:
+            meta["training"] = training
         _atomic_write(path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(
             json.dumps(meta, indent=2) + "\n"))
 

@@ -18,6 +18,7 @@ averaged per track and joint vectors averaged and re-normalised
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -82,7 +83,8 @@ def run(
     if not songs:
         raise CorpusError(f"{corpus.root} has no songs in split {split!r}")
     return evaluate([s.mixture for s in songs], [s.tags for s in songs], corpus.vocabulary,
-                    split, systems, progress, source=str(corpus.root))
+                    split, systems, progress, source=str(corpus.root),
+                    train_tags=[s.tags for s in corpus.songs("train")])
 
 
 def run_mtat(
@@ -102,7 +104,8 @@ def run_mtat(
     if not clips:
         raise DatasetError(f"MagnaTagATune: no clips with audio in split {split!r} under {root}")
     return evaluate([c.path for c in clips], [c.tags for c in clips], mtat.vocabulary, split,
-                    systems, progress, source=f"MagnaTagATune {root}", skip_unreadable=True)
+                    systems, progress, source=f"MagnaTagATune {root}", skip_unreadable=True,
+                    train_tags=[c.tags for c in mtat.split("train")])
 
 
 def evaluate(
@@ -114,8 +117,14 @@ def evaluate(
     progress: Callable[[int, int], None] | None = None,
     source: str = "",
     skip_unreadable: bool = False,
+    train_tags: list[list[str]] | None = None,
 ):
-    """Tag every audio file (``paths``, with its true ``tags``) with every system."""
+    """Tag every audio file (``paths``, with its true ``tags``) with every system.
+
+    ``train_tags`` (the tags of the training items) only adds each scored tag's number of
+    training positives to ``notes["per_tag"]`` and lists the scored tags that have none: no
+    model can learn those, and they weigh on the macro averages like any other tag.
+    """
     from embeddings.audio import AudioError, load
     from embeddings.tagging import TaggerError, multi_hot, track_tags
     from embeddings.windows import cut
@@ -156,6 +165,10 @@ def evaluate(
     queries, query_notes = _relevant_queries(labels, vocabulary)
 
     results, per_tag = {}, {vocabulary[t]: {"n_positive": int(n_pos[t])} for t in scored}
+    if train_tags is not None:
+        n_train = Counter(t for tags_ in train_tags for t in tags_)
+        for tag, row in per_tag.items():
+            row["n_train_positive"] = n_train[tag]
     for name, tagger in systems.items():
         roc, pr = _per_tag_auc(labels, probs[name], scored)
         for t, r, p in zip(scored, roc, pr, strict=True):
@@ -182,6 +195,9 @@ def evaluate(
                                           for v in query_notes.values()])) if queries else None,
         "versions": {n: t.version for n, t in systems.items()},
     }
+    if train_tags is not None:
+        notes["scored_without_train_positives"] = [t for t, row in per_tag.items()
+                                                   if row["n_train_positive"] == 0]
     if not readable.all():
         notes["unreadable"] = [str(paths[i]) for i in np.flatnonzero(~readable)]
     if "je" in results and "no_je" in results:

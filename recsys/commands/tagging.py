@@ -143,6 +143,8 @@ def train_tagger(
 
     --no-joint: the same extractor + classifier trained end to end. --baseline: only the baseline.
     """
+    from dataclasses import asdict
+
     import torch
 
     from embeddings.base import resolve_device
@@ -174,10 +176,12 @@ def train_tagger(
     typer.echo(f"{len(train.mel)} train windows ({len(set(train.groups))} tracks), "
                f"{len(val.mel)} val windows; {len(config.vocabulary)} tags")
 
+    provenance = {"dataset": "magnatagatune" if mtat else "corpus", "data": str(mtat or data),
+                  "train_tracks": len(set(train.groups)), "val_tracks": len(set(val.groups))}
     if not no_joint:
         typer.echo("training the logistic-regression baseline ...")
         logreg = train_logreg(train, config.vocabulary, config)
-        logreg.save(out / LOGREG_WEIGHTS.name)
+        logreg.save(out / LOGREG_WEIGHTS.name, training=provenance)
         typer.echo(f"saved {out / LOGREG_WEIGHTS.name} ({logreg.version})")
     if baseline:
         return
@@ -195,16 +199,26 @@ def train_tagger(
         typer.echo(f"[{stage}] epoch {epoch}/{total} {parts} ({metrics['seconds']:.0f} s){mark}",
                    )
 
+    provenance["train_config"] = asdict(cfg)
     if no_joint:
-        train_no_je(model, train, val, cfg, on_epoch)
+        provenance["no_je"] = _selected(train_no_je(model, train, val, cfg, on_epoch))
         path = out / NO_JE_WEIGHTS.name
     else:
-        train_stage1(model, train, val, cfg, on_epoch)
+        provenance["stage1"] = _selected(train_stage1(model, train, val, cfg, on_epoch))
         model.save(cache / "jetatag_stage1.safetensors")  # the extractor, if stage 2 dies
-        train_stage2(model, train, val, cfg, on_epoch)
+        provenance["stage2"] = _selected(train_stage2(model, train, val, cfg, on_epoch))
         path = out / JE_WEIGHTS.name
-    model.cpu().save(path)
+    model.cpu().save(path, training=provenance)
     typer.echo(f"saved {path} ({model.version})")
+
+
+def _selected(history: list[dict]) -> dict:
+    """Which epoch a training stage kept (best validation score) out of how many it ran."""
+    if not history:
+        return {"epochs_run": 0}
+    best = max(range(len(history)), key=lambda i: history[i]["val_score"])
+    return {"epochs_run": len(history), "kept_epoch": best + 1,
+            "val_score": round(history[best]["val_score"], 4)}
 
 
 @bench_app.command("tagging")

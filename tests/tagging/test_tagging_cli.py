@@ -94,6 +94,8 @@ def test_bench_reports_three_systems(tiny_corpus, trained_weights, tmp_path):
     notes = result["notes"]
     assert set(notes["per_tag"]) == {"piano", "synth", "drums"}
     assert "no vocals" in notes["skipped_tags"] and "guitar" in notes["skipped_tags"]
+    assert notes["per_tag"]["piano"]["n_train_positive"] == 6  # train tracks with piano
+    assert notes["scored_without_train_positives"] == []
     assert "je_minus_no_je" in notes
     # The baseline hears these toy instruments easily.
     assert result["systems"]["logreg"]["roc_auc"] > 0.9

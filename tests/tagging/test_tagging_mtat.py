@@ -104,6 +104,10 @@ def test_train_on_mtat_writes_mtat_vocabulary(mtat_dir, mtat_weights):
     for name in ("jetatag", "jetatag_noje", "logreg_tagger"):
         meta = json.loads((mtat_weights / f"{name}.json").read_text())
         assert meta["config"]["vocabulary"] == vocabulary
+        assert meta["training"]["dataset"] == "magnatagatune"
+        assert meta["training"]["train_tracks"] == 12 and meta["training"]["val_tracks"] == 5
+    stage2 = json.loads((mtat_weights / "jetatag.json").read_text())["training"]["stage2"]
+    assert stage2["epochs_run"] == 3 and 1 <= stage2["kept_epoch"] <= 3
     cached = sorted(p.name.split("-")[1] for p in (mtat_weights / "cache").glob("mtat-*.npz"))
     assert cached == ["train", "val"]
     model = JetaTagger.load(mtat_weights / "jetatag.safetensors", device="cpu")
@@ -123,6 +127,8 @@ def test_bench_on_mtat_test_folders(mtat_dir, mtat_weights, tmp_path):
         ["f", "broken-0-29.mp3"]]
     assert set(result["systems"]) == {"logreg", "no_je", "je"}
     assert set(result["notes"]["per_tag"]) == {"drums", "classical", "techno"}
+    assert result["notes"]["per_tag"]["drums"]["n_train_positive"] == 6  # folders 0-b
+    assert result["notes"]["scored_without_train_positives"] == []
     assert result["systems"]["logreg"]["roc_auc"] > 0.9  # the toy sounds are easy
 
 
