@@ -198,23 +198,47 @@ class MfccBaseline:
         return l2_normalize(np.concatenate([mfcc.mean(axis=2), mfcc.std(axis=2)], axis=1))
 
 
-def track_vector(window_vectors: np.ndarray, voiced: np.ndarray | None = None) -> np.ndarray | None:
+def track_vector(
+    window_vectors: np.ndarray,
+    voiced: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
+) -> np.ndarray | None:
     """Singer vector of one track: the L2-normalised mean of its voiced window vectors.
 
-    ``window_vectors (n, dim)``, ``voiced (n,)`` bool (all windows when None). Returns
-    ``(dim,)``, or ``None`` when no window is voiced: an instrumental track has no singer.
+    ``window_vectors (n, dim)``, ``voiced (n,)`` bool (all windows when None), ``weights
+    (n,)`` non-negative (e.g. :func:`embeddings.voicing.voicing_scores`; a plain mean when
+    None). Returns ``(dim,)``, or ``None`` when no window is voiced (or every voiced
+    window weighs 0): an instrumental track has no singer.
     """
     window_vectors = np.asarray(window_vectors, dtype=np.float32)
+    n = len(window_vectors)
+    keep = np.ones(n, bool)
     if voiced is not None:
         voiced = np.asarray(voiced, dtype=bool)
-        if voiced.shape != window_vectors.shape[:1]:
-            raise ValueError(
-                f"voiced has shape {voiced.shape}, expected ({len(window_vectors)},)"
-            )
-        window_vectors = window_vectors[voiced]
-    if len(window_vectors) == 0:
+        if voiced.shape != (n,):
+            raise ValueError(f"voiced has shape {voiced.shape}, expected ({n},)")
+        keep &= voiced
+    w = np.ones(n, np.float32)
+    if weights is not None:
+        w = np.asarray(weights, dtype=np.float32)
+        if w.shape != (n,):
+            raise ValueError(f"weights has shape {w.shape}, expected ({n},)")
+        if not np.isfinite(w).all() or (w < 0).any():
+            raise ValueError("weights must be finite and non-negative")
+    w = w * keep
+    if w.sum() <= 0:
         return None
-    return l2_normalize(window_vectors.mean(axis=0))
+    return l2_normalize((window_vectors * w[:, None]).sum(axis=0) / w.sum())
+
+
+WEIGHTED_TRACK_VECTOR = "voicing-weighted mean"
+
+
+def voicing_weighted(encoder) -> bool:
+    """Whether ``encoder`` was selected with track vectors that weigh each voiced window by
+    its voicing score (its saved ``meta["track_vector"]``); ingest and the benches then
+    build track vectors the same way."""
+    return getattr(encoder, "meta", {}).get("track_vector") == WEIGHTED_TRACK_VECTOR
 
 
 def artist_vector(track_vectors: np.ndarray) -> np.ndarray:

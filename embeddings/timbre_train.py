@@ -10,6 +10,12 @@ The copies are made once with librosa (phase vocoder; slow) when the window set 
 and everything is cached as log-mel. Augmentation (gain, EQ tilt, small reverb, noise)
 is applied on the cached mel power, which is cheap and needs no waveform.
 
+Separation residue: the window set can also keep, for each (separated) window, the same
+window of the clean vocal stem and of the accompaniment stem. Training then shows some
+windows as clean vocals with accompaniment bled in at a random level, and gives some
+separated windows extra residue (:class:`TrainConfig` ``clean_prob`` / ``residue_prob``),
+so the encoder learns to ignore what the separator leaves behind.
+
 This module takes arrays and labels; reading a corpus is the caller's job
 (``recsys train timbre``).
 """
@@ -26,20 +32,27 @@ import numpy as np
 import torch
 
 from embeddings.timbre import TimbreConfig, TimbreNet
-from embeddings.voicing import voiced_windows
 from embeddings.windows import WINDOW_SAMPLES, cut
 
 PITCH_STEPS = (-4, -3, -2, 2, 3, 4)  # semitones; far enough to be a different register
 STRETCH_RATES = (0.75, 0.8, 0.85, 1.2, 1.25, 1.33)
 
 
+OPTIONAL = ("shifted", "stretched", "clean", "accomp", "weight", "gender")
+
+
 @dataclass
 class WindowSet:
-    """Cached log-mel windows with labels and their negative copies.
+    """Cached log-mel windows with labels, their negative copies, and their stems.
 
-    ``logmel (N, n_mels, frames)`` float16; ``singer (N,)`` and ``track (N,)`` int labels;
-    ``shifted`` / ``stretched`` the same shape as ``logmel`` (or ``None``): log-mel of the
-    pitch-shifted and time-stretched copy of each window.
+    ``logmel (N, n_mels, frames)`` float16 (the vocals training sees: separated, or clean
+    stems); ``singer (N,)`` and ``track (N,)`` int labels. Optional, ``None`` when absent:
+    ``shifted`` / ``stretched`` the same shape as ``logmel``: log-mel of the pitch-shifted
+    and time-stretched copy of each window; ``clean`` / ``accomp``: log-mel of the same
+    window of the clean vocal stem and of the accompaniment stem (for bleed augmentation);
+    ``weight (N,)`` float32: the window's voicing score
+    (:func:`embeddings.voicing.voicing_scores`); ``gender (N,)`` int: 1 male, 0 female
+    (set by the caller, for the joint gender loss of :func:`train`).
     """
 
     logmel: np.ndarray
@@ -47,6 +60,10 @@ class WindowSet:
     track: np.ndarray
     shifted: np.ndarray | None = None
     stretched: np.ndarray | None = None
+    clean: np.ndarray | None = None
+    accomp: np.ndarray | None = None
+    weight: np.ndarray | None = None
+    gender: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.singer)
@@ -55,34 +72,34 @@ class WindowSet:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {"logmel": self.logmel, "singer": self.singer, "track": self.track}
-        if self.shifted is not None:
-            arrays.update(shifted=self.shifted, stretched=self.stretched)
+        arrays.update({k: getattr(self, k) for k in OPTIONAL if getattr(self, k) is not None})
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez(tmp, **arrays)
         os.replace(tmp, path)
 
     @classmethod
     def concat(cls, parts: Sequence[WindowSet]) -> WindowSet:
-        """One set from several (labels kept as they are)."""
+        """One set from several (labels kept as they are; an optional array is kept only
+        when every part has it)."""
         if not parts:
             raise ValueError("no windows to train on")
-        copies = all(p.shifted is not None for p in parts)
+        optional = {
+            k: np.concatenate([getattr(p, k) for p in parts])
+            if all(getattr(p, k) is not None for p in parts) else None
+            for k in OPTIONAL
+        }
         return cls(
             np.concatenate([p.logmel for p in parts]),
             np.concatenate([p.singer for p in parts]),
             np.concatenate([p.track for p in parts]),
-            np.concatenate([p.shifted for p in parts]) if copies else None,
-            np.concatenate([p.stretched for p in parts]) if copies else None,
+            **optional,
         )
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> WindowSet:
         with np.load(path) as z:
-            return cls(
-                z["logmel"], z["singer"], z["track"],
-                z["shifted"] if "shifted" in z else None,
-                z["stretched"] if "stretched" in z else None,
-            )
+            return cls(z["logmel"], z["singer"], z["track"],
+                       **{k: z[k] if k in z else None for k in OPTIONAL})
 
 
 def pitch_shifted(window: np.ndarray, steps: float) -> np.ndarray:
@@ -118,20 +135,38 @@ def build_window_set(
     copies: bool = True,
     seed: int = 0,
     progress: Callable[[int], None] | None = None,
+    mixtures: Sequence[np.ndarray | str | os.PathLike] | None = None,
+    stems: Sequence[tuple[np.ndarray | str | os.PathLike, np.ndarray | str | os.PathLike]]
+    | None = None,
 ) -> WindowSet:
     """Cut each vocal track into windows, keep up to ``max_windows_per_track`` voiced ones
-    (spread over the track), and cache their log-mel (plus negative copies if ``copies``).
+    (spread over the track), and cache their log-mel (plus negative copies if ``copies``)
+    and voicing scores.
 
-    ``tracks``: ``(samples,)`` 16 kHz vocals or paths to them; ``singers``: one int label per
-    track. Track ``i`` gets track label ``i``. Tracks without a voiced window are skipped.
+    ``tracks``: ``(samples,)`` 16 kHz vocals (separated or clean) or paths to them;
+    ``singers``: one int label per track. Track ``i`` gets track label ``i``. Tracks
+    without a voiced window are skipped. ``mixtures`` (optional, one per track): the
+    mixtures, so the voicing test also asks the vocals for a share of the mixture's
+    energy, as ingest does. ``stems`` (optional, one ``(clean vocals, accompaniment)``
+    pair per track): their log-mel at the same windows is kept too (``clean``,
+    ``accomp``), for bleed augmentation in :func:`train`.
     """
     from embeddings.audio import load
+    from embeddings.voicing import VoicingConfig, voicing_scores
 
     if len(tracks) != len(singers):
         raise ValueError(f"{len(tracks)} tracks but {len(singers)} singer labels")
+    for name, extra in (("mixtures", mixtures), ("stems", stems)):
+        if extra is not None and len(extra) != len(tracks):
+            raise ValueError(f"{len(tracks)} tracks but {len(extra)} {name}")
     rng = np.random.default_rng(seed)
     logmel = TimbreNet(config).logmel
-    mels, shifted, stretched, singer_out, track_out = [], [], [], [], []
+    min_score = VoicingConfig().min_voiced_fraction
+    out: dict[str, list] = {k: [] for k in ("logmel", "shifted", "stretched", "clean",
+                                            "accomp", "weight", "singer", "track")}
+
+    def read(x):
+        return x if isinstance(x, np.ndarray) else load(x)
 
     def to_mel(batch: np.ndarray) -> np.ndarray:
         with torch.no_grad():
@@ -139,33 +174,54 @@ def build_window_set(
                 np.float16
             )
 
+    def same_windows(audio: np.ndarray, length: int) -> np.ndarray:
+        # stems and mixtures are cut like the vocals (padded or trimmed to their length)
+        audio = read(audio)[:length]
+        return cut(np.pad(audio, (0, length - len(audio)))).audio
+
     for i, (track, singer) in enumerate(zip(tracks, singers, strict=True)):
-        audio = track if isinstance(track, np.ndarray) else load(track)
+        audio = read(track)
         windows = cut(audio)
-        keep = np.flatnonzero(voiced_windows(windows.audio, track_vocals=audio))
+        mix = same_windows(mixtures[i], len(audio)) if mixtures is not None else None
+        score = voicing_scores(windows.audio, track_vocals=audio, mixture_windows=mix)
+        keep = np.flatnonzero(score >= min_score)
         if len(keep) > max_windows_per_track:
             keep = keep[np.linspace(0, len(keep) - 1, max_windows_per_track).round().astype(int)]
         if len(keep):
-            mels.append(to_mel(windows.audio[keep]))
-            singer_out += [singer] * len(keep)
-            track_out += [i] * len(keep)
+            out["logmel"].append(to_mel(windows.audio[keep]))
+            out["weight"].append(score[keep])
+            out["singer"] += [singer] * len(keep)
+            out["track"] += [i] * len(keep)
+            if stems is not None:
+                clean, accomp = stems[i]
+                out["clean"].append(to_mel(same_windows(clean, len(audio))[keep]))
+                out["accomp"].append(to_mel(same_windows(accomp, len(audio))[keep]))
             if copies:
                 starts = (windows.starts[keep] * 16000).round().astype(int)
-                shifted.append(to_mel(np.stack([
+                out["shifted"].append(to_mel(np.stack([
                     pitch_shifted(windows.audio[k], rng.choice(PITCH_STEPS)) for k in keep
                 ])))
-                stretched.append(to_mel(np.stack([
+                out["stretched"].append(to_mel(np.stack([
                     time_stretched(audio, s, rng.choice(STRETCH_RATES)) for s in starts
                 ])))
         if progress:
             progress(1)
-    if not mels:
+    if not out["logmel"]:
         raise ValueError("no voiced window in any track: nothing to train on")
     return WindowSet(
-        np.concatenate(mels), np.asarray(singer_out), np.asarray(track_out),
-        np.concatenate(shifted) if copies else None,
-        np.concatenate(stretched) if copies else None,
+        np.concatenate(out["logmel"]), np.asarray(out["singer"]), np.asarray(out["track"]),
+        **{k: np.concatenate(out[k]) if out.get(k) else None for k in OPTIONAL},
     )
+
+
+def bleed(vocals: torch.Tensor, accomp: torch.Tensor, snr_db: torch.Tensor) -> torch.Tensor:
+    """Accompaniment leaked into vocals, in the mel power domain (uncorrelated sources add).
+
+    ``vocals`` / ``accomp`` ``(B, n_mels, frames)`` log-mel, ``snr_db (B,)``: vocal to
+    accompaniment power ratio of the result. Returns ``(B, n_mels, frames)`` log-mel."""
+    v, a = vocals.float().exp(), accomp.float().exp()
+    scale = v.mean(dim=(1, 2)) / a.mean(dim=(1, 2)).clamp(min=1e-10) * 10 ** (-snr_db / 10)
+    return torch.log(v + scale[:, None, None] * a + 1e-6)
 
 
 def augment(logmel: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -223,6 +279,20 @@ class TrainConfig:
     augment: bool = True
     eval_every: int = 250
     seed: int = 0
+    # Bleed augmentation (needs a window set built with ``stems``): with probability
+    # ``clean_prob`` a window is replaced by its clean vocal stem with the accompaniment
+    # leaked in at a vocal-to-accompaniment ratio drawn from U[bleed_snr_db]; with
+    # probability ``residue_prob`` a (separated) window gets extra accompaniment at
+    # U[residue_snr_db]. Both imitate what the separator leaves in the vocals at ingest.
+    clean_prob: float = 0.0
+    bleed_snr_db: tuple[float, float] = (0.0, 20.0)
+    residue_prob: float = 0.0
+    residue_snr_db: tuple[float, float] = (10.0, 25.0)
+    weighted_eval: bool = False  # track vectors weighted by voicing score in validation
+    # Joint gender loss: a linear male/female head on the embedding (discarded after
+    # training) trained with weight ``gender_weight``, so that the space keeps one gender
+    # direction shared by all singers, which a classifier can use on unseen singers.
+    gender_weight: float = 0.0
 
 
 def sample_batch(data: WindowSet, cfg: TrainConfig, rng: np.random.Generator):
@@ -242,6 +312,31 @@ def sample_batch(data: WindowSet, cfg: TrainConfig, rng: np.random.Generator):
             idx += list(rng.choice(rows, size=cfg.views, replace=len(rows) < cfg.views))
     idx = np.asarray(idx)
     return idx, data.singer[idx]
+
+
+def anchor_views(
+    data: WindowSet, idx: np.ndarray, cfg: TrainConfig, gen: torch.Generator
+) -> torch.Tensor:
+    """``(B, n_mels, frames)`` log-mel of the windows ``idx (B,)``, each either as cached
+    or, per ``cfg``, its clean stem with accompaniment bled in, or with extra residue."""
+    x = torch.from_numpy(data.logmel[idx]).float()
+    if data.accomp is None or (cfg.clean_prob <= 0 and cfg.residue_prob <= 0):
+        return x
+    accomp = torch.from_numpy(data.accomp[idx]).float()
+
+    def snr(lo_hi):
+        lo, hi = lo_hi
+        return lo + (hi - lo) * torch.rand(len(idx), generator=gen)
+
+    roll = torch.rand(len(idx), generator=gen)
+    use_clean = roll < cfg.clean_prob
+    use_residue = (roll >= cfg.clean_prob) & (roll < cfg.clean_prob + cfg.residue_prob)
+    if use_clean.any():
+        clean = torch.from_numpy(data.clean[idx]).float()
+        x = torch.where(use_clean[:, None, None], bleed(clean, accomp, snr(cfg.bleed_snr_db)), x)
+    if use_residue.any():
+        x = torch.where(use_residue[:, None, None], bleed(x, accomp, snr(cfg.residue_snr_db)), x)
+    return x
 
 
 def same_singer_retrieval(
@@ -272,12 +367,16 @@ def same_singer_retrieval(
 
 @torch.no_grad()
 def evaluate(
-    model: TimbreNet, data: WindowSet, gallery: WindowSet | None = None, batch_size: int = 128
+    model: TimbreNet, data: WindowSet, gallery: WindowSet | None = None, batch_size: int = 128,
+    weighted: bool = False,
 ) -> dict[str, float]:
     """Track-level same-singer retrieval of ``data``'s tracks (mean of each track's window
-    vectors) among themselves and, if given, ``gallery``'s tracks (e.g. the training songs,
-    which steadies a small validation split); and how far the pitch/tempo copies sit from
-    their anchors (cosine similarities)."""
+    vectors, weighted by voicing score if ``weighted``) among themselves and, if given,
+    ``gallery``'s tracks (e.g. the training songs, which steadies a small validation
+    split); and how far the pitch/tempo copies sit from their anchors (cosine
+    similarities)."""
+    from embeddings.timbre import track_vector
+
     model.eval()
 
     def emb(x):
@@ -288,9 +387,11 @@ def evaluate(
 
     def track_vectors(z, ws):
         tracks = np.unique(ws.track)
-        vecs = np.stack([z[ws.track == t].mean(0) for t in tracks])
+        w = ws.weight if weighted and ws.weight is not None else np.ones(len(ws), np.float32)
+        vecs = np.stack([track_vector(z[ws.track == t], weights=w[ws.track == t])
+                         for t in tracks])
         labels = np.array([ws.singer[ws.track == t][0] for t in tracks])
-        return vecs / np.linalg.norm(vecs, axis=1, keepdims=True), labels
+        return vecs, labels
 
     z = emb(data.logmel)
     vecs, labels = track_vectors(z, data)
@@ -331,10 +432,17 @@ def train(
     Returns the evaluation history."""
     if cfg.copies and data.shifted is None:
         raise ValueError("cfg.copies is set but the window set was built without copies")
+    if (cfg.clean_prob > 0 or cfg.residue_prob > 0) and data.accomp is None:
+        raise ValueError("bleed augmentation needs a window set built with stems")
+    if cfg.gender_weight > 0 and data.gender is None:
+        raise ValueError("the joint gender loss needs a window set with gender labels")
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    head = torch.nn.Linear(model.dim, 1)  # joint gender head (used if gender_weight > 0)
+    params = list(model.parameters()) + (list(head.parameters()) if cfg.gender_weight > 0
+                                         else [])
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     warmup = max(1, cfg.steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (
         1 + np.cos(np.pi * min(s, cfg.steps) / cfg.steps)))
@@ -343,7 +451,7 @@ def train(
     start = time.time()
     for step in range(1, cfg.steps + 1):
         idx, labels = sample_batch(data, cfg, rng)
-        x = torch.from_numpy(data.logmel[idx]).float()
+        x = anchor_views(data, idx, cfg, gen)
         parts = [x]
         if cfg.copies:
             anchors = idx[:: cfg.views]  # one copy pair per singer keeps the batch small
@@ -355,6 +463,10 @@ def train(
         z = model.embed_logmel(batch)
         loss = contrastive_loss(z[: len(idx)], torch.from_numpy(labels), z[len(idx) :],
                                 cfg.temperature)
+        if cfg.gender_weight > 0:
+            target = torch.from_numpy(data.gender[idx]).float()
+            loss = loss + cfg.gender_weight * torch.nn.functional.binary_cross_entropy_with_logits(
+                head(z[: len(idx)])[:, 0], target)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -363,7 +475,7 @@ def train(
             on_step(step, loss.item())
         if val is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
             metrics = {"step": step, "loss": loss.item(), "seconds": time.time() - start,
-                       **evaluate(model, val, gallery)}
+                       **evaluate(model, val, gallery, weighted=cfg.weighted_eval)}
             history.append(metrics)
             if on_eval:
                 on_eval(step, metrics)

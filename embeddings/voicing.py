@@ -89,9 +89,25 @@ def voiced_windows(
     (n, samples)``: the same windows of the mixture (optional). Returns ``(n,)`` bool.
     """
     c = config or VoicingConfig()
+    return voicing_scores(vocal_windows, track_vocals, mixture_windows, c) >= c.min_voiced_fraction
+
+
+def voicing_scores(
+    vocal_windows: np.ndarray,
+    track_vocals: np.ndarray | None = None,
+    mixture_windows: np.ndarray | None = None,
+    config: VoicingConfig | None = None,
+) -> np.ndarray:
+    """How much singing each window holds: ``(n,)`` float in [0, 1], the share of its
+    frames that are both loud and periodic (see the module docstring), or 0 where the
+    vocals carry too small a share of the mixture. A window is voiced when its score
+    reaches ``config.min_voiced_fraction``; the score also weighs windows in a track's
+    singer vector (:func:`embeddings.timbre.track_vector`). Arguments as
+    :func:`voiced_windows`."""
+    c = config or VoicingConfig()
     vocal_windows = np.atleast_2d(np.asarray(vocal_windows, dtype=np.float32))
     if len(vocal_windows) == 0:
-        return np.zeros(0, dtype=bool)
+        return np.zeros(0, dtype=np.float32)
     if not np.isfinite(vocal_windows).all():
         raise ValueError("vocal windows contain NaN or infinite samples")
     # a few windows at a time: the per-frame FFTs of a long track would not fit in memory
@@ -102,9 +118,9 @@ def voiced_windows(
     reference_rms = rms if track_vocals is None else frame_rms(track_vocals, c)
     reference = float(np.percentile(reference_rms, 95))
     if reference <= 1e-6:  # digital silence throughout
-        return np.zeros(len(vocal_windows), dtype=bool)
+        return np.zeros(len(vocal_windows), dtype=np.float32)
     loud = rms >= reference * 10 ** (c.rel_energy_db / 20)
-    voiced = ((loud & (periodicity >= c.periodicity)).mean(axis=1)) >= c.min_voiced_fraction
+    score = (loud & (periodicity >= c.periodicity)).mean(axis=1).astype(np.float32)
     if mixture_windows is not None:
         mixture_windows = np.atleast_2d(np.asarray(mixture_windows, dtype=np.float32))
         if mixture_windows.shape != vocal_windows.shape:
@@ -114,5 +130,5 @@ def voiced_windows(
             )
         share = (vocal_windows**2).mean(axis=1) / np.maximum((mixture_windows**2).mean(axis=1),
                                                              1e-12)
-        voiced &= share >= 10 ** (c.min_vocal_share_db / 10)
-    return voiced
+        score[share < 10 ** (c.min_vocal_share_db / 10)] = 0.0
+    return score

@@ -14,6 +14,8 @@ import numpy as np
 
 from embeddings import registry, voicing
 from embeddings.base import MelodyEncoder, Separator, Tagger, TimbreEncoder, l2_normalize
+from embeddings.gender import median_pitch
+from embeddings.timbre import track_vector, voicing_weighted
 from embeddings.windows import CONTOUR_HOP_SECONDS, WINDOW_SECONDS, Windows, cut
 from recsys.settings import Settings
 
@@ -103,13 +105,15 @@ def analyse(mixture: np.ndarray, models: Models) -> Analysis:
 def analyse_separated(mixture: np.ndarray, vocals: np.ndarray, models: Models) -> Analysis:
     mix_windows = cut(mixture)
     vocal_windows = cut(vocals)
-    voiced = np.asarray(voicing.voiced_windows(vocal_windows.audio, vocals, mix_windows.audio),
-                        dtype=bool)
+    scores = voicing.voicing_scores(vocal_windows.audio, vocals, mix_windows.audio)
+    voiced = scores >= voicing.VoicingConfig().min_voiced_fraction
     timbre_windows = (
         models.timbre.embed(vocal_windows.audio[voiced])
         if voiced.any() else np.zeros((0, models.timbre.dim), np.float32)
     )
-    timbre_track = l2_normalize(timbre_windows.mean(axis=0)) if len(timbre_windows) else None
+    timbre_track = (track_vector(timbre_windows, weights=scores[voiced]
+                                 if voicing_weighted(models.timbre) else None)
+                    if len(timbre_windows) else None)
     probs, joint = models.tagger.predict(mix_windows.audio)
     contour = np.asarray(models.melody.contour(vocals), dtype=np.float32)
     analysis = Analysis(
@@ -124,7 +128,7 @@ def analyse_separated(mixture: np.ndarray, vocals: np.ndarray, models: Models) -
         tag_joint=l2_normalize(joint.mean(axis=0)),
     )
     if timbre_track is not None and models.gender is not None:
-        labels, p = models.gender.predict(timbre_track[None])
+        labels, p = models.gender.predict(timbre_track[None], [median_pitch(contour)])
         analysis.gender, analysis.gender_prob = str(labels[0]), float(p[0])
     return analysis
 

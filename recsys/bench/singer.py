@@ -41,6 +41,7 @@ class TrackVectors:
     genders: list[str] = field(default_factory=list)
     vectors: dict[str, list[np.ndarray]] = field(default_factory=dict)
     no_voiced: dict[str, int] = field(default_factory=dict)
+    pitches: list[float] = field(default_factory=list)  # median sung pitch, separated vocals
 
     def matrix(self, system: str) -> np.ndarray:
         return np.stack(self.vectors[system])
@@ -49,15 +50,23 @@ class TrackVectors:
 def embed_songs(
     songs, encoder, baseline, separator, label: str, cache: Path,
     systems: tuple[str, ...] = SYSTEMS, advance: Callable[[], None] | None = None,
+    weighted: bool = False, pitch: bool = False,
 ) -> TrackVectors:
     """Track vectors of every sung song for each system (see the module docstring).
 
-    A sung song where no window passes the voicing test falls back to all its windows (and
-    is counted in ``no_voiced``) so every song stays in the evaluation."""
+    Separated vocals must also carry a share of the mixture's energy to count as voiced, as
+    in ingest. ``weighted``: track vectors weigh windows by their voicing score. ``pitch``:
+    also the median sung pitch of the separated vocals (for a gender classifier that takes
+    it). A sung song where no window passes the voicing test falls back to all its windows
+    (and is counted in ``no_voiced``) so every song stays in the evaluation."""
     from embeddings import audio
+    from embeddings.gender import median_pitch
+    from embeddings.pitch import contour
     from embeddings.timbre import track_vector
-    from embeddings.voicing import voiced_windows
+    from embeddings.voicing import VoicingConfig, voicing_scores
     from embeddings.windows import cut
+
+    min_score = VoicingConfig().min_voiced_fraction
 
     out = TrackVectors(vectors={s: [] for s in systems}, no_voiced={"clean": 0, "separated": 0})
     for song in songs:
@@ -67,26 +76,29 @@ def embed_songs(
         sep = separated_vocals(song, separator, label, cache)
         mix = audio.load(song.mixture)
         wc, ws, wm = cut(clean), cut(sep), cut(mix)
-        vc = voiced_windows(wc.audio, clean)
-        vs = voiced_windows(ws.audio, sep)
+        same_cut = len(wm) == len(ws)  # the mixture is cut like the separated vocals
+        sc = voicing_scores(wc.audio, clean)
+        ss = voicing_scores(ws.audio, sep, wm.audio if same_cut else None)
+        vc, vs = sc >= min_score, ss >= min_score
         if not vc.any():
             out.no_voiced["clean"] += 1
-            vc[:] = True
+            vc[:], sc[:] = True, 1.0
         if not vs.any():
             out.no_voiced["separated"] += 1
-            vs[:] = True
-        # The mixture is cut like the separated vocals when they have the same length.
-        vm = vs if len(wm) == len(ws) else np.ones(len(wm), bool)
+            vs[:], ss[:] = True, 1.0
+        vm, sm = (vs, ss) if same_cut else (np.ones(len(wm), bool), np.ones(len(wm)))
         inputs = {
-            "mfcc": (baseline, ws.audio[vs]),
-            "mfcc_clean": (baseline, wc.audio[vc]),
-            "encoder_clean": (encoder, wc.audio[vc]),
-            "encoder_separated": (encoder, ws.audio[vs]),
-            "encoder_mixture": (encoder, wm.audio[vm]),
+            "mfcc": (baseline, ws.audio[vs], ss[vs]),
+            "mfcc_clean": (baseline, wc.audio[vc], sc[vc]),
+            "encoder_clean": (encoder, wc.audio[vc], sc[vc]),
+            "encoder_separated": (encoder, ws.audio[vs], ss[vs]),
+            "encoder_mixture": (encoder, wm.audio[vm], sm[vm]),
         }
         for system in systems:
-            model, windows = inputs[system]
-            out.vectors[system].append(track_vector(model.embed(windows)))
+            model, windows, scores = inputs[system]
+            out.vectors[system].append(track_vector(model.embed(windows),
+                                                    weights=scores if weighted else None))
+        out.pitches.append(median_pitch(contour(sep)) if pitch else float("nan"))
         out.song_ids.append(song.song_id)
         out.singers.append(song.singer_id)
         out.genders.append(song.gender)
@@ -103,17 +115,25 @@ def run(
     gender_train_max: int = 100,
     seed: int = 0,
     progress: bool = True,
+    weighted: bool | None = None,
 ) -> BenchResult:
-    """Run the singer bench on a corpus; ``encoder`` defaults to the shipped contrastive one."""
+    """Run the singer bench on a corpus; ``encoder`` defaults to the shipped contrastive one.
+
+    ``weighted``: track vectors weigh windows by voicing score; by default as the encoder
+    was validated (its ``meta["track_vector"]``)."""
     from rich.progress import Progress
 
     from embeddings.gender import GenderClassifier, load_for
-    from embeddings.timbre import MfccBaseline, load_pretrained
+    from embeddings.timbre import MfccBaseline, load_pretrained, voicing_weighted
     from embeddings.timbre_train import same_singer_retrieval
     from recsys.corpus import Corpus
 
     corpus = Corpus(corpus_dir)
     encoder = encoder or load_pretrained()
+    if weighted is None:
+        weighted = voicing_weighted(encoder)
+    shipped = load_for(encoder)
+    pitch = shipped is not None and shipped.uses_pitch
     baseline = MfccBaseline()
     label, sep = resolve_separator(separator)
     sung = {
@@ -136,22 +156,24 @@ def run(
             bar.advance(task)
 
         vecs = {
-            split: embed_songs(songs, encoder, baseline, sep, label, cache, advance=advance)
+            split: embed_songs(songs, encoder, baseline, sep, label, cache, advance=advance,
+                               weighted=weighted, pitch=pitch and split == "test")
             for split, songs in (("test_seen", sung["test_seen"]), ("test", sung["test"]),
                                  ("train", train))
         }
 
-    shipped = load_for(encoder)
     systems: dict[str, dict[str, float]] = {}
     n_queries = {}
     for system in SYSTEMS:
         seen = same_singer_retrieval(vecs["test_seen"].matrix(system), vecs["test_seen"].singers)
         unseen = same_singer_retrieval(vecs["test"].matrix(system), vecs["test"].singers)
+        pitches = None
         if system == "encoder_separated" and shipped is not None:
             clf = shipped
+            pitches = np.array(vecs["test"].pitches) if shipped.uses_pitch else None
         else:
             clf = GenderClassifier.fit(vecs["train"].matrix(system), vecs["train"].genders)
-        predicted, _ = clf.predict(vecs["test"].matrix(system))
+        predicted, _ = clf.predict(vecs["test"].matrix(system), pitches)
         gender_acc = float(np.mean([p == g for p, g in zip(predicted, vecs["test"].genders,
                                                             strict=True)]))
         systems[system] = {
@@ -166,9 +188,16 @@ def run(
         "separator": label,
         "encoder": encoder.version,
         "gender_classifier": {
-            "encoder_separated": shipped.version if shipped else "fitted on train vectors",
+            "encoder_separated": (
+                (shipped.version + (" (inputs: track vector + median sung pitch of the "
+                                    "separated vocals)" if shipped.uses_pitch else ""))
+                if shipped else "fitted on train vectors"),
             "others": f"logistic regression fitted on {len(train)} train songs' vectors",
         },
+        "track_vector": "voicing-weighted mean of voiced windows" if weighted
+        else "mean of voiced windows",
+        "voicing": "separated vocals: loud + periodic frames and a share of the mixture's "
+                   "energy (as ingest)",
         "tracks": {split: len(v.song_ids) for split, v in vecs.items()},
         "singers": {split: len(set(v.singers)) for split, v in vecs.items()},
         "queries_with_a_same_singer_track": n_queries["mfcc"],

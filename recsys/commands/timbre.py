@@ -15,24 +15,29 @@ def _sung(songs):
     return [s for s in songs if not s.instrumental and s.singer_id]
 
 
-def song_windows(song_id: str, vocals: Path, label: str, config, per_track: int, copies: bool,
+def song_windows(song, vocals: Path, label: str, config, per_track: int, copies: bool,
                  seed: int, cache: Path):
-    """One song's training windows (+ copies), cached by the vocals' file stamp so a grown
-    corpus only adds work; ``None`` when the song has no voiced window."""
+    """One song's training windows (+ copies, + clean and accompaniment stems at the same
+    windows), cached by the vocals' file stamp so a grown corpus only adds work; ``None``
+    when the song has no voiced window. Voicing asks the vocals for a share of the
+    mixture's energy, as ingest does."""
     import hashlib
     import json
 
     from embeddings.timbre_train import WindowSet, build_window_set
     from recsys.bench.vocals import file_stamp
 
-    recipe = json.dumps([vars(config), copies, seed], sort_keys=True)
+    recipe = json.dumps([vars(config), copies, seed, "mixture+stems"], sort_keys=True)
     recipe = hashlib.sha1(recipe.encode()).hexdigest()[:8]
-    path = cache / "windows" / label / f"{song_id}-{file_stamp(vocals)}-{recipe}-{per_track}.npz"
+    path = (cache / "windows" / label
+            / f"{song.song_id}-{file_stamp(vocals)}-{recipe}-{per_track}.npz")
     if path.exists():
         return WindowSet.load(path)
-    song_seed = seed + int(hashlib.sha1(song_id.encode()).hexdigest()[:6], 16)
+    song_seed = seed + int(hashlib.sha1(song.song_id.encode()).hexdigest()[:6], 16)
     try:
-        part = build_window_set([vocals], [0], config, per_track, copies, seed=song_seed)
+        part = build_window_set([vocals], [0], config, per_track, copies, seed=song_seed,
+                                mixtures=[song.mixture],
+                                stems=[(song.vocals, song.accompaniment)])
     except ValueError:
         return None
     part.save(path)
@@ -50,6 +55,23 @@ def train_timbre(
     windows_per_track: int = typer.Option(8, help="Voiced windows cached per training song."),
     copies: bool = typer.Option(True, help="Pitch-shift / time-stretch copies as negatives."),
     lr: float = typer.Option(2e-3, help="Peak learning rate (warm-up, then cosine)."),
+    clean_prob: float = typer.Option(0.0, help="Share of training windows replaced by the "
+                                     "clean vocal stem with accompaniment bled in."),
+    bleed_snr: tuple[float, float] = typer.Option((0.0, 20.0), help="Vocal-to-accompaniment "
+                                                  "ratio (dB) range of that bleed."),
+    residue_prob: float = typer.Option(0.0, help="Share of separated windows given extra "
+                                       "accompaniment residue."),
+    residue_snr: tuple[float, float] = typer.Option((10.0, 25.0), help="Vocal-to-residue "
+                                                    "ratio (dB) range of that residue."),
+    weighted: bool = typer.Option(False, help="Validate with track vectors weighted by "
+                                  "each window's voicing score (as ingest should then do)."),
+    val_windows: int = typer.Option(12, help="Voiced windows per val song (12 = all of a "
+                                    "20 s song)."),
+    gender_weight: float = typer.Option(0.0, help="Weight of a joint male/female loss on "
+                                        "the embedding (keeps a shared gender direction)."),
+    gender_pitch: bool = typer.Option(False, help="Give the gender classifier the track's "
+                                      "median sung pitch as a second input (measured: no "
+                                      "gain on val, so off by default)."),
     eval_every: int = typer.Option(250, help="Validate (val split) every N steps."),
     out: Path = typer.Option(Path("embeddings/weights/timbre-contrastive.safetensors"),
                              help="Best weights (by val mAP) go here, + .json; the gender "
@@ -69,8 +91,10 @@ def train_timbre(
     from rich.console import Console
     from rich.progress import Progress
 
-    from embeddings.gender import GenderClassifier
-    from embeddings.timbre import TimbreConfig, TimbreNet
+    from embeddings import audio
+    from embeddings.gender import median_pitch
+    from embeddings.pitch import contour
+    from embeddings.timbre import WEIGHTED_TRACK_VECTOR, TimbreConfig, TimbreNet
     from embeddings.timbre_train import TrainConfig, WindowSet, evaluate, train
     from recsys.bench.result import invoked_command
     from recsys.bench.vocals import resolve_separator, separated_path, separated_vocals
@@ -103,24 +127,29 @@ def train_timbre(
             task = bar.add_task(f"windows + copies ({split})", total=len(songs[split]))
             for i, song in enumerate(songs[split]):
                 vocals = song.vocals if source == "clean" else separated_path(song, label, cache)
-                part = song_windows(song.song_id, vocals, label, config, per_track, copies,
-                                    seed, cache)
+                part = song_windows(song, vocals, label, config, per_track,
+                                    copies and split == "train", seed, cache)
                 bar.advance(task)
                 if part is None:  # no voiced window in this song
                     continue
                 part.singer[:] = singer_index[song.singer_id]
                 part.track[:] = i
+                part.gender = np.full(len(part), song.gender == "male", dtype=np.int64)
                 parts.append(part)
         return WindowSet.concat(parts)
 
-    sets = {"train": window_set("train", windows_per_track), "val": window_set("val", 4)}
+    sets = {"train": window_set("train", windows_per_track),
+            "val": window_set("val", val_windows)}
     console.print(f"train windows {len(sets['train'])} of {len(songs['train'])} songs, "
                   f"val windows {len(sets['val'])} of {len(songs['val'])} songs")
 
     torch.manual_seed(seed)
     model = TimbreNet.load(init) if init else TimbreNet(config)
     cfg = TrainConfig(steps=steps, singers_per_batch=singers_per_batch, lr=lr, copies=copies,
-                      eval_every=eval_every, seed=seed)
+                      eval_every=eval_every, seed=seed, clean_prob=clean_prob,
+                      bleed_snr_db=bleed_snr, residue_prob=residue_prob,
+                      residue_snr_db=residue_snr, weighted_eval=weighted,
+                      gender_weight=gender_weight)
     meta = {"source": source, "separator": label, "corpus": str(corpus.root),
             "train_songs": len(songs["train"]), "train_singers": len(
                 {s.singer_id for s in songs["train"]}),
@@ -154,26 +183,66 @@ def train_timbre(
     best = TimbreNet.load(out)
     console.print(f"best: {best.meta['val']}")
 
-    def track_vectors(data_set: WindowSet):
-        with torch.no_grad():
-            z = best.embed_logmel(torch.from_numpy(data_set.logmel).float()).numpy()
-        tracks = np.unique(data_set.track)
-        v = np.stack([z[data_set.track == t].mean(0) for t in tracks])
-        return v / np.linalg.norm(v, axis=1, keepdims=True), tracks
+    def pitch_of(split: str, t: int) -> float:
+        # the median sung pitch of the vocals training saw (ingest: its separated vocals)
+        song = songs[split][t]
+        return median_pitch(contour(audio.load(
+            song.vocals if source == "clean" else separated_path(song, label, cache))))
 
-    vt, tt = track_vectors(sets["train"])
-    clf = GenderClassifier.fit(vt, [songs["train"][t].gender for t in tt],
-                               version=f"gender-logreg-{best.version}",
-                               encoder_version=best.version)
-    vv, tv = track_vectors(sets["val"])
-    predicted, _ = clf.predict(vv)
-    val_acc = float(np.mean([p == songs["val"][t].gender for p, t in zip(predicted, tv,
-                                                                         strict=True)]))
-    clf.save(out.with_name(out.stem + "-gender.safetensors"))
-    best.save(out, meta={**best.meta, "gender_val_acc": val_acc,
-                         "val_final": evaluate(best, sets["val"], sets["train"])})
+    clf, gender_meta = fit_gender(best, sets, songs, weighted,
+                                  pitch_of if gender_pitch else None)
+    val_acc, gender_c = gender_meta["val_acc"], gender_meta["c"]
+    clf.save(out.with_name(out.stem + "-gender.safetensors"), meta=gender_meta)
+    best.save(out, meta={**best.meta, "gender_val_acc": val_acc, "gender": gender_meta,
+                         "track_vector": WEIGHTED_TRACK_VECTOR if weighted else "mean",
+                         "val_final": evaluate(best, sets["val"], sets["train"],
+                                               weighted=weighted)})
     console.print(f"wrote {out} ({best.version}) and its gender classifier "
-                  f"(val accuracy {val_acc:.3f})")
+                  f"(C={gender_c}, val accuracy {val_acc:.3f})")
+
+
+def fit_gender(model, sets: dict, songs: dict, weighted: bool, pitch_of=None):
+    """The gender classifier in ``model``'s space, fitted on the train songs' track vectors
+    (``sets["train"]``; voicing-weighted if ``weighted``), plus their median sung pitch
+    when ``pitch_of(split, track) -> MIDI`` is given. ``C`` is chosen by accuracy on the val
+    songs (``sets["val"]``); ties go to the leave-singers-out CV on train, then to the
+    smaller ``C``. (That CV alone is biased here: the encoder has seen every train singer,
+    which measured pessimistic for gender on singers it never saw.)
+    Returns ``(classifier, meta)``."""
+    import numpy as np
+    import torch
+
+    from embeddings.gender import C_GRID, GenderClassifier, choose_c
+    from embeddings.timbre import track_vector
+
+    def track_vectors(split: str):
+        data_set = sets[split]
+        with torch.no_grad():
+            z = model.embed_logmel(torch.from_numpy(data_set.logmel).float()).numpy()
+        tracks = np.unique(data_set.track)
+        w = (data_set.weight if weighted and data_set.weight is not None
+             else np.ones(len(data_set), np.float32))
+        v = np.stack([track_vector(z[data_set.track == t], weights=w[data_set.track == t])
+                      for t in tracks])
+        p = None if pitch_of is None else np.array([pitch_of(split, t) for t in tracks])
+        return v, tracks, p
+
+    vt, tt, pt = track_vectors("train")
+    vv, tv, pv = track_vectors("val")
+    genders = [songs["train"][t].gender for t in tt]
+    truth = np.array([songs["val"][t].gender for t in tv])
+    _, cv = choose_c(vt, genders, [songs["train"][t].singer_id for t in tt], pt)
+    fitted, val_acc = {}, {}
+    for c in C_GRID:
+        fitted[c] = GenderClassifier.fit(vt, genders, c=c, pitches=pt,
+                                         version=f"gender-logreg-{model.version}",
+                                         encoder_version=model.version)
+        val_acc[c] = float(np.mean(np.array(fitted[c].predict(vv, pv)[0]) == truth))
+    best_c = max(C_GRID, key=lambda c: (val_acc[c], cv[float(c)], -c))
+    meta = {"c": best_c, "val_acc": val_acc[best_c], "val_acc_by_c": val_acc,
+            "leave_singers_out_cv_acc_by_c": cv, "train_tracks": len(tt),
+            "pitch_input": pitch_of is not None, "selected_on": "val accuracy"}
+    return fitted[best_c], meta
 
 
 @bench_app.command("singer")
