@@ -279,8 +279,10 @@ def run(
     scale_songs: tuple[int, ...] = (1000, 2000, 5000),
     cache: Path = Path("data/cache/qbh"),
     progress: Callable[[str, int, int], None] | None = None,
+    weights: Path | None = None,
 ) -> BenchResult:
-    """The QBH bench on ``corpus_dir``; see the module docstring."""
+    """The QBH bench on ``corpus_dir``; see the module docstring. ``weights``: TCAE weights
+    to use instead of the registry's ``model`` (e.g. a candidate not shipped yet)."""
     import faiss
     import torch
 
@@ -305,7 +307,12 @@ def run(
         raise ValueError(f"no {split} hum queries in {corpus_dir}")
 
     label, sep = resolve_separator(separator)
-    encoder = load_melody(model)
+    if weights is not None:
+        from embeddings.melody import load_pretrained
+
+        encoder = load_pretrained(weights)
+    else:
+        encoder = load_melody(model)
     tracks = build_catalog(songs, sep, label, encoder, corpus_cache(cache, corpus),
                            progress=lambda d, t: report("catalog", d, t))
     config = alignment.AlignConfig()

@@ -34,15 +34,15 @@ def train_melody(
     data: Path = typer.Option(..., help="A corpus built by `recsys corpus build`."),
     out: Path = typer.Option(Path("embeddings/weights/tcae-v1"),
                              help="Weights path without suffix (.safetensors/.json)."),
-    steps: int = typer.Option(3000, help="Optimiser steps (at most)."),
+    steps: int = typer.Option(2800, help="Optimiser steps (at most)."),
     minutes: float = typer.Option(0.0, help="Stop training after this many minutes (0: none)."),
-    batch: int = typer.Option(16, help="Positive pairs per step."),
+    batch: int = typer.Option(32, help="Positive pairs per step."),
     lr: float = typer.Option(2e-3),
     frontend: str = typer.Option("interval", help="'interval' (pitch posterior -> "
                                  "transposition-invariant intervals) or 'mel' (v1)."),
     channels: int = typer.Option(32, help="Width of the causal stacks."),
     layers: int = typer.Option(6, help="Residual blocks per stack (dilation 1..2**(L-1))."),
-    hum_fraction: float = typer.Option(0.5, help="Share of each batch drawn from hum pairs."),
+    hum_fraction: float = typer.Option(0.75, help="Share of each batch drawn from hum pairs."),
     pitch_weight: float = typer.Option(1.0, help="Weight of the auxiliary pitch loss."),
     recon_weight: float = typer.Option(1.0, help="Weight of the reconstruction loss."),
     hums_per_song: int = typer.Option(6, help="Extra hums generated per train song "
@@ -51,7 +51,7 @@ def train_melody(
                                           "used only to select the weights."),
     separator: str = typer.Option("auto", help="Separator of the catalog-side windows "
                                   "('auto', a name, or 'clean' for stems only)."),
-    eval_every: int = typer.Option(500, help="Score val retrieval every this many steps."),
+    eval_every: int = typer.Option(400, help="Score val retrieval every this many steps."),
     threads: int = typer.Option(1, help="CPU threads for torch."),
     max_songs: int = typer.Option(0, help="Use at most this many training songs (0: all)."),
     seed: int = typer.Option(0),
@@ -60,12 +60,16 @@ def train_melody(
                                help="Separated vocals (shared with `recsys bench qbh`)."),
     checkpoint: Path = typer.Option(Path("runs/melody/checkpoint"),
                                     help="Saved every 50 steps while training."),
+    overwrite: bool = typer.Option(False, help="Replace the weights at --out even when "
+                                   "they select better on val than the new ones."),
 ):
     """Train the TCAE melody encoder on the corpus' train split: its songs (clean and
     separated vocals), its hum queries and --hums-per-song more hums per song rendered by
     the corpus' own hum generator. Weights are selected by window-vote retrieval of val
-    hums against the train + val songs' separated vocals; test songs are never read."""
+    hums against the train + val songs' separated vocals; test songs are never read. Weights
+already at --out that score better on val are kept (the new ones go to OUT-candidate)."""
     import json
+    import sys
 
     import torch
 
@@ -96,8 +100,8 @@ def train_melody(
                          q.params.get("song_note_indices", [None])[0])
                  for q in corpus.queries(split) if q.song_id in index]
         extra = generate(corpus, split, per_song, hum_cache,
-                         progress=lambda d, t: update(f"hums ({split})", d, t)) \
-            if per_song else []
+                         progress=lambda d, t: update(f"hums ({split})", d, t),
+                         song_ids=set(index)) if per_song else []
         pairs += [HumPair(h.path, index[h.song_id], h.start_s, h.end_s, h.notes, h.first_note)
                   for h in extra if h.song_id in index]
         separated = []
@@ -135,12 +139,20 @@ def train_melody(
     except MelodyModelError:
         pass
     meta = {
+        "command": " ".join(["recsys", *sys.argv[1:]]),
         "corpus": str(Path(data).resolve()), "train_songs": len(train_songs),
         "train_hums": len(hums), "separator": label, "train_config": config.__dict__,
         "val": {"selection": "window-vote retrieval of val hums against train+val songs",
                 "best_step": history.best_step, "best": best, "previous_weights": previous},
         "history": history.__dict__,
     }
+    metric = config.select_metric
+    if previous is not None and previous[metric] >= best[metric] and not overwrite:
+        # never replace weights that select better on val
+        out = out.with_name(out.name + "-candidate")
+        typer.secho(f"val {metric} {best[metric]} does not beat the weights already at "
+                    f"the output ({previous[metric]}): written to {out} instead",
+                    fg=typer.colors.YELLOW, err=True)
     model.save(out, meta=meta)
     typer.echo(json.dumps({"out": str(out), "seconds": round(history.seconds),
                            "steps": history.steps[-1], "final_loss": history.loss[-1],
@@ -160,6 +172,8 @@ def bench_qbh(
     crop: bool = typer.Option(True, "--around-hits/--whole-tracks",
                               help="Align only around each candidate's best FAISS hits."),
     cache: Path = typer.Option(Path("data/cache/qbh"), help="Separated vocals and features."),
+    weights: Path | None = typer.Option(None, help="TCAE weights (path without suffix) "
+                                        "instead of the shipped ones."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the result here."),
 ):
     """Query-by-humming: exhaustive pitch DTW vs TCAE vs TCAE + DTW re-rank (MRR, top-1,
@@ -172,9 +186,9 @@ def bench_qbh(
         with bar:
             result = run(corpus, split=split, separator=separator, model=model,
                          max_queries=max_queries or None, rerank_k=rerank_k, crop=crop,
-                         cache=cache,
+                         cache=cache, weights=weights,
                          progress=update)
-    except (CorpusError, ValueError, RuntimeError) as e:
+    except (CorpusError, ValueError, RuntimeError) as e:  # MelodyModelError included
         _fail(str(e))
     result.print()
     typer.echo(f"notes: {result.notes}")

@@ -66,10 +66,11 @@ def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
 
 
 def generate(corpus: Corpus, split: str, per_song: int, cache: Path,
-             progress: Callable[[int, int], None] | None = None) -> list[TrainingHum]:
-    """``per_song`` hums of every song with vocals in ``split`` (train or val), rendered
-    once and then read from ``cache``. Deterministic: the corpus seed, the song id and the
-    hum number fix every choice."""
+             progress: Callable[[int, int], None] | None = None,
+             song_ids: set[str] | None = None) -> list[TrainingHum]:
+    """``per_song`` hums of every song with vocals in ``split`` (train or val; only those
+    in ``song_ids`` if given), rendered once and then read from ``cache``. Deterministic:
+    the corpus seed, the song id and the hum number fix every choice."""
     from embeddings import audio
     from recsys.corpus.hum import make_query
 
@@ -77,7 +78,8 @@ def generate(corpus: Corpus, split: str, per_song: int, cache: Path,
         raise TrainingHumError(
             f"training hums come from the {' or '.join(ALLOWED_SPLITS)} split only, not "
             f"{split!r}: the test tunes must stay unseen by training")
-    songs = [s for s in corpus.songs(split) if not s.instrumental and s.notes]
+    songs = [s for s in corpus.songs(split) if not s.instrumental and s.notes
+             and (song_ids is None or s.song_id in song_ids)]
     if per_song < 0:
         raise TrainingHumError(f"per_song must be >= 0, got {per_song}")
     folder = cache_dir(cache, corpus) / split
