@@ -55,3 +55,26 @@ def test_train_melody_generates_hums_and_selects_on_val(tmp_path):
     assert load_pretrained(out, device="cpu").model.config.frontend == "interval"
     hum_files = sorted(p.name for p in (tmp_path / "hums").rglob("*.wav"))
     assert hum_files == ["s0-h0.wav", "s1-h0.wav", "s2-h0.wav", "s2-h1.wav"]
+
+
+def test_train_melody_keeps_weights_that_select_better_on_val(tmp_path):
+    corpus = tmp_path / "corpus"
+    _corpus(corpus)
+    out = tmp_path / "w" / "tcae-test"
+    args = ["train", "melody", "--data", str(corpus), "--out", str(out), "--separator", "clean",
+            "--steps", "2", "--eval-every", "2", "--batch", "4", "--channels", "8",
+            "--layers", "2", "--hums-per-song", "1", "--val-hums-per-song", "1",
+            "--hum-cache", str(tmp_path / "hums")]
+    first = CliRunner().invoke(app, [*args, "--checkpoint", str(tmp_path / "c1")])
+    assert first.exit_code == 0, first.output
+    shipped = out.with_suffix(".safetensors").read_bytes()
+    # the same run again scores the same on val: it does not beat the weights at --out
+    again = CliRunner().invoke(app, [*args, "--checkpoint", str(tmp_path / "c2")])
+    assert again.exit_code == 0, again.output
+    candidate = out.with_name(out.name + "-candidate")
+    assert candidate.with_suffix(".safetensors").exists()
+    assert out.with_suffix(".safetensors").read_bytes() == shipped
+    forced = CliRunner().invoke(app, [*args, "--checkpoint", str(tmp_path / "c3"),
+                                      "--seed", "1", "--overwrite"])
+    assert forced.exit_code == 0, forced.output
+    assert out.with_suffix(".safetensors").read_bytes() != shipped
