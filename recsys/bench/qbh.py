@@ -170,11 +170,8 @@ class WindowRetrieval:
             votes = index.votes(encoder.embed(hum_windows), self.per_window)
             order = [int(i) for i in np.argsort(-votes, kind="stable") if np.isfinite(votes[i])]
             ranks.append(_rank_of(order, {target}))
-        ranks = np.array(ranks)
-        return {"mrr": round(float(np.mean(1 / ranks)), 4),
-                "top1": round(float(np.mean(ranks <= 1)), 4),
-                "top10": round(float(np.mean(ranks <= 10)), 4),
-                "recall_at_50": round(float(np.mean(ranks <= 50)), 4),
+        return {**rank_metrics(ranks),
+                "recall_at_50": round(float(np.mean(np.array(ranks) <= 50)), 4),
                 "queries": len(ranks), "tracks": self.n_tracks}
 
 
@@ -190,6 +187,14 @@ def _around_hits(ref, track: int, index: WindowIndex, sims, ids, hum_s: float):
     return ref.crop(float(starts.min()) - pad, float(starts.max()) + 3.0 + pad)
 
 
+def rank_metrics(ranks) -> dict[str, float]:
+    """1-based ranks of the right track (inf: not found) -> MRR, top-1 and top-10 rates."""
+    ranks = np.asarray(ranks, dtype=float)
+    return {"mrr": round(float(np.mean(1.0 / ranks)), 4),
+            "top1": round(float(np.mean(ranks <= 1)), 4),
+            "top10": round(float(np.mean(ranks <= 10)), 4)}
+
+
 def _rank_of(order: list[int], target: set[int]) -> float:
     for r, t in enumerate(order, 1):
         if t in target:
@@ -198,12 +203,9 @@ def _rank_of(order: list[int], target: set[int]) -> float:
 
 
 def _summary(outcomes: list[QueryOutcome], system: str) -> dict[str, float]:
-    ranks = np.array([o.ranks[system] for o in outcomes])
     ms = np.array([o.ms[system] for o in outcomes])
     return {
-        "mrr": round(float(np.mean(1.0 / ranks)), 4),
-        "top1": round(float(np.mean(ranks <= 1)), 4),
-        "top10": round(float(np.mean(ranks <= 10)), 4),
+        **rank_metrics([o.ranks[system] for o in outcomes]),
         "p50_ms": round(float(np.percentile(ms, 50)), 1),
         "p95_ms": round(float(np.percentile(ms, 95)), 1),
     }
@@ -349,12 +351,7 @@ def run(
         report("queries", n, len(queries))
 
     systems = {s: _summary(outcomes, s) for s in ("dtw", "tcae", "tcae_dtw")}
-    sweep = {}
-    for k in SWEEP_K:
-        ranks = np.array([o.ranks[f"tcae_dtw_k{k}"] for o in outcomes])
-        sweep[k] = {"mrr": round(float(np.mean(1 / ranks)), 4),
-                    "top1": round(float(np.mean(ranks <= 1)), 4),
-                    "top10": round(float(np.mean(ranks <= 10)), 4)}
+    sweep = {k: rank_metrics([o.ranks[f"tcae_dtw_k{k}"] for o in outcomes]) for k in SWEEP_K}
     # sung renditions by another voice are query-by-example of melody (a "cover" clip)
     kinds = ["hummed" if q.params.get("hummed", True) else "sung" for q in queries]
     by_kind = {}

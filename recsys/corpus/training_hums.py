@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from recsys.corpus.manifest import Corpus, CorpusError
+from recsys.corpus.manifest import Corpus, CorpusError, write_json
 
 ALLOWED_SPLITS = ("train", "val")
 SEED_TAG = 7_2026  # namespaces these seeds away from the corpus build's
@@ -59,12 +58,6 @@ def cache_dir(cache: Path, corpus: Corpus) -> Path:
     return Path(cache) / hashlib.sha1(key.encode()).hexdigest()[:10]
 
 
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def generate(corpus: Corpus, split: str, per_song: int, cache: Path,
              progress: Callable[[int, int], None] | None = None,
              song_ids: set[str] | None = None) -> list[TrainingHum]:
@@ -97,7 +90,7 @@ def generate(corpus: Corpus, split: str, per_song: int, cache: Path,
                        "end_s": end_s, "first_note": int(params["song_note_indices"][0]),
                        "notes": [list(n) for n in notes], "voice": params["voice"],
                        "params": params}
-                _write_atomic(meta, lambda p, doc=doc: p.write_text(json.dumps(doc)))
+                write_json(meta, doc)
             doc = json.loads(meta.read_text())
             out.append(TrainingHum(
                 path=wav, song_id=doc["song_id"], split=doc["split"], start_s=doc["start_s"],

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from toy_audio import toy_audio
 from typer.testing import CliRunner
 
 from embeddings.audio import save
@@ -16,18 +17,6 @@ from recsys.corpus.manifest import MANIFEST_VERSION, write_json, write_jsonl
 # Each toy "instrument" is a signal the tagger can hear: piano a low tone, synth a high one,
 # drums noise bursts.
 SIGNALS = {"piano": 220.0, "synth": 2500.0, "drums": None}
-
-
-def _song_audio(tags: list[str], seconds: float, rng) -> np.ndarray:
-    t = np.arange(int(seconds * 16000)) / 16000
-    audio = np.zeros_like(t)
-    for tag in tags:
-        freq = SIGNALS[tag]
-        if freq is None:
-            audio += 0.2 * rng.standard_normal(len(t)) * (np.sin(2 * np.pi * 2 * t) > 0)
-        else:
-            audio += 0.3 * np.sin(2 * np.pi * freq * t)
-    return audio.astype(np.float32)
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +30,7 @@ def tiny_corpus(tmp_path_factory):
     for i, split in enumerate(splits):
         tags = combos[i % len(combos)]
         song_dir = root / "songs" / f"s{i:03d}"
-        save(song_dir / "mixture.wav", _song_audio(tags, 6.0, rng))
+        save(song_dir / "mixture.wav", toy_audio([SIGNALS[t] for t in tags], 6.0, rng))
         rel = f"songs/s{i:03d}/mixture.wav"
         songs.append({
             "song_id": f"s{i:03d}", "title": f"song {i}", "artist": "nobody", "singer_id": None,

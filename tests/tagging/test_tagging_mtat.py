@@ -12,6 +12,7 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
+from toy_audio import SR, toy_audio
 from typer.testing import CliRunner
 
 from recsys.cli import app
@@ -22,19 +23,6 @@ SIGNALS = {"classical": 220.0, "techno": 2500.0, "drums": None}
 COMBOS = [["classical"], ["techno"], ["drums"], ["classical", "drums"], ["techno", "drums"]]
 FOLDERS = ["0", "1", "2", "5", "a", "b"] * 2 + ["c"] * 5 + ["d", "e", "f", "d", "e"]
 TAG_COLUMNS = ["classical", "techno", "drums", "opera"]  # "opera" is never used
-SR = 16000
-
-
-def _clip(tags: list[str], seconds: float, rng) -> np.ndarray:
-    t = np.arange(int(seconds * SR)) / SR
-    audio = np.zeros_like(t)
-    for tag in tags:
-        freq = SIGNALS[tag]
-        if freq is None:
-            audio += 0.2 * rng.standard_normal(len(t)) * (np.sin(2 * np.pi * 2 * t) > 0)
-        else:
-            audio += 0.3 * np.sin(2 * np.pi * freq * t)
-    return audio
 
 
 def _annotations(root, rows) -> None:
@@ -55,7 +43,7 @@ def mtat_dir(tmp_path_factory):
         tags = COMBOS[i % len(COMBOS)]
         rel = f"{folder}/artist_{i}-album-01-song_{i}-0-29.mp3"
         (root / folder).mkdir(exist_ok=True)
-        sf.write(root / rel, _clip(tags, 4.0, rng), SR)
+        sf.write(root / rel, toy_audio([SIGNALS[t] for t in tags], 4.0, rng), SR)
         rows.append((i, tags, rel))
     for folder in ("0", "f"):  # MTAT ships a few empty mp3s, in train and in test
         rel = f"{folder}/broken-0-29.mp3"

@@ -19,15 +19,9 @@ from embeddings.timbre_train import (
 from embeddings.voicing import VoicingConfig, voiced_windows, voicing_scores
 from embeddings.windows import cut
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 TINY = TimbreConfig(n_mels=32, channels=[4, 8, 8, 8], hidden=32, dim=16)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

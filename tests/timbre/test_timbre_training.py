@@ -16,6 +16,8 @@ from embeddings.timbre_train import (
     train,
 )
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 TINY = TimbreConfig(n_mels=32, channels=[4, 8, 8, 8], hidden=32, dim=16)
 
 
@@ -30,15 +32,6 @@ def toy_set(tmp_path_factory):
     path = tmp_path_factory.mktemp("timbre") / "toy.npz"
     data.save(path)
     return WindowSet.load(path)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny nets on a shared CPU: more threads only add contention.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _trained(data, copies):
