@@ -262,6 +262,7 @@ class JetaTagger(nn.Module):
         except Exception as e:  # safetensors raises several types for a damaged file
             raise TaggerWeightsError(f"{path}: cannot read tagger weights ({e})") from None
         model.version = meta.get("version") or _version(model.config.joint, path)
+        model.provenance = meta.get("training", {})  # how the weights were made
         return model.to(resolve_device(device)).eval()
 
 

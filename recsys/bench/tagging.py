@@ -75,16 +75,26 @@ def run(
     progress: Callable[[int, int], None] | None = None,
     limit: int | None = None,
 ):
-    """Tag every mixture of the corpus' ``split`` with every system; returns a ``BenchResult``."""
-    from recsys.corpus import Corpus, CorpusError
+    """Tag every mixture of the corpus' ``split`` with every system; returns a ``BenchResult``.
+    Train positives per tag count the songs of the extra corpora the JE tagger was trained
+    with too (``--extra``, read from its weights' provenance)."""
+    from recsys.corpus import Corpus, CorpusError, extension_songs
 
     corpus = Corpus(corpus_dir)
     songs = corpus.songs(split)[:limit] if limit else corpus.songs(split)
     if not songs:
         raise CorpusError(f"{corpus.root} has no songs in split {split!r}")
-    return evaluate([s.mixture for s in songs], [s.tags for s in songs], corpus.vocabulary,
-                    split, systems, progress, source=str(corpus.root),
-                    train_tags=[s.tags for s in corpus.songs("train")])
+    systems = systems or load_systems()
+    extras = getattr(systems.get("je"), "provenance", {}).get("extra", [])
+    train = corpus.songs("train") + [s for e in extras
+                                     for s in extension_songs(corpus, Corpus(e), "train")]
+    result = evaluate([s.mixture for s in songs], [s.tags for s in songs], corpus.vocabulary,
+                      split, systems, progress, source=str(corpus.root),
+                      train_tags=[s.tags for s in train])
+    result.notes["train_tracks"] = {"corpus": len(corpus.songs("train")),
+                                    "extra": len(train) - len(corpus.songs("train")),
+                                    "extra_corpora": extras}
+    return result
 
 
 def run_mtat(

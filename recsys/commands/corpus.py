@@ -20,6 +20,10 @@ def build_cmd(
     queries_per_song: float = typer.Option(
         1.0, "--queries-per-song", help="Hum queries per song (fractions allowed: 0.5 means "
         "every other song on average)."),
+    tune_offset: int = typer.Option(
+        0, "--tune-offset", min=0, help="Skip the first N tunes of the fixed tune table: with "
+        "another corpus' --songs, the new corpus shares no tune with it (a held-out "
+        "catalog extension, e.g. QBH distractors)."),
     cache_dir: Path = typer.Option(None, "--cache-dir",
                                    help="Where parsed music21 tunes are cached "
                                    "(default: <data dir>/cache)."),
@@ -41,7 +45,7 @@ def build_cmd(
 
     console = Console()
     params = BuildParams(songs=songs, seed=seed, song_seconds=song_seconds,
-                         queries_per_song=queries_per_song)
+                         queries_per_song=queries_per_song, tune_offset=tune_offset)
     cache = cache_dir or get_settings().data_dir / "cache"
     t0, c0 = time.time(), _cpu_seconds()
     with Progress("[progress.description]{task.description}", BarColumn(),

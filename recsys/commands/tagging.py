@@ -67,9 +67,16 @@ def cached_dataset(name: str, paths: list[Path], tags: list[list[str]], vocabula
     return Dataset(mel, labels, groups)
 
 
-def corpus_dataset(corpus, split: str, config, cache_dir: Path):
-    """Log-mel windows of every ``split`` mixture of the corpus with its song's tags."""
-    songs = corpus.songs(split)
+def corpus_dataset(corpus, split: str, config, cache_dir: Path, extra=()):
+    """Log-mel windows of every ``split`` mixture of the corpus with its song's tags, plus the
+    ``split`` songs of each ``extra`` corpus (``recsys.corpus.extension_songs``)."""
+    from recsys.corpus import CorpusError, extension_songs
+
+    try:
+        songs = corpus.songs(split) + [s for e in extra
+                                       for s in extension_songs(corpus, e, split)]
+    except CorpusError as e:
+        _fail(str(e))
     if not songs:
         _fail(f"{corpus.root} has no songs in split {split!r}")
     missing = [str(s.mixture) for s in songs if not s.mixture.exists()]
@@ -89,13 +96,16 @@ def mtat_dataset(mtat, split: str, config, cache_dir: Path):
                           mtat.vocabulary, config, cache_dir, skip_unreadable=True)
 
 
-def _training_data(data: Path | None, mtat: Path | None):
-    """``(vocabulary, dataset(split, config, cache))`` of the corpus or MagnaTagATune."""
+def _training_data(data: Path | None, mtat: Path | None, extra: list[Path] = ()):
+    """``(vocabulary, dataset(split, config, cache))`` of the corpus (with ``extra`` corpora)
+    or MagnaTagATune."""
     from recsys.corpus import Corpus, CorpusError
     from recsys.datasets import DatasetError, load_magnatagatune
 
     if (data is None) == (mtat is None):
         _fail("give exactly one of --data CORPUS and --mtat MAGNATAGATUNE_DIR")
+    if extra and mtat is not None:
+        _fail("--extra adds corpora to --data, not to --mtat")
     try:
         if mtat is not None:
             ds = load_magnatagatune(mtat)
@@ -104,9 +114,10 @@ def _training_data(data: Path | None, mtat: Path | None):
                            "file; skipped")
             return ds.vocabulary, partial(mtat_dataset, ds)
         corpus = Corpus(data)
+        extras = [Corpus(e) for e in extra]
     except (CorpusError, DatasetError) as e:
         _fail(str(e))
-    return corpus.vocabulary, partial(corpus_dataset, corpus)
+    return corpus.vocabulary, partial(corpus_dataset, corpus, extra=extras)
 
 
 @train_app.command("tagger")
@@ -119,6 +130,10 @@ def train_tagger(
                                   help="Train the tagger without the joint embedding (no_je)."),
     baseline: bool = typer.Option(False, "--baseline",
                                   help="Train only the logistic-regression baseline."),
+    extra: list[Path] = typer.Option([], "--extra", help="Another corpus (repeat) whose train "
+                                     "and val songs join --data's, less those sung by --data's "
+                                     "test singers or set to its tunes (build it with "
+                                     "--tune-offset)."),
     out: Path = typer.Option(None, help="Weights folder (default: embeddings/weights)."),
     stage1_epochs: int = typer.Option(20, help="Stage 1 epochs (joint embedding)."),
     stage2_epochs: int = typer.Option(60, help="Stage 2 epochs (classifier, frozen extractor)."),
@@ -167,7 +182,7 @@ def train_tagger(
     if no_joint and baseline:
         _fail("--no-joint and --baseline train different models; pick one")
     torch.set_num_threads(max(1, threads))
-    vocabulary, dataset = _training_data(data, mtat)
+    vocabulary, dataset = _training_data(data, mtat, extra)
     out = out or JE_WEIGHTS.parent
     cache = cache or get_settings().data_dir / "cache" / "tagging"
     config = TaggerConfig(vocabulary=vocabulary, joint=not no_joint)
@@ -177,6 +192,7 @@ def train_tagger(
                f"{len(val.mel)} val windows; {len(config.vocabulary)} tags")
 
     provenance = {"dataset": "magnatagatune" if mtat else "corpus", "data": str(mtat or data),
+                  "extra": [str(e) for e in extra],
                   "train_tracks": len(set(train.groups)), "val_tracks": len(set(val.groups))}
     if not no_joint:
         typer.echo("training the logistic-regression baseline ...")

@@ -4,7 +4,16 @@
 file layout and ``build`` for how songs, singers and hum queries are made.
 """
 
-from recsys.corpus.manifest import SPLITS, Corpus, CorpusError, Query, Singer, Song
+from recsys.corpus.manifest import (
+    SPLITS,
+    Corpus,
+    CorpusError,
+    Query,
+    Singer,
+    Song,
+    extension_songs,
+)
 from recsys.corpus.vocabulary import VOCABULARY
 
-__all__ = ["Corpus", "CorpusError", "Query", "SPLITS", "Singer", "Song", "VOCABULARY"]
+__all__ = ["Corpus", "CorpusError", "Query", "SPLITS", "Singer", "Song", "VOCABULARY",
+           "extension_songs"]

@@ -55,6 +55,9 @@ class BuildParams:
     seed: int
     song_seconds: float = 20.0
     queries_per_song: float = 1.0
+    # Skip the first tunes of the fixed tune table: a corpus built with the offset of another
+    # corpus' song count shares no tune with it (a held-out catalog extension).
+    tune_offset: int = 0
 
     def check(self) -> None:
         if self.songs < 1:
@@ -63,6 +66,8 @@ class BuildParams:
             raise BuildError("--song-seconds must be between 8 and 600")
         if not 0.0 <= self.queries_per_song <= 10.0:
             raise BuildError("--queries-per-song must be between 0 and 10")
+        if self.tune_offset < 0:
+            raise BuildError("--tune-offset must not be negative")
 
 
 @dataclass
@@ -379,7 +384,8 @@ def build(out: str | os.PathLike, params: BuildParams, workers: int | None = Non
         return (lambda d, t: progress(stage, d, t)) if progress else None
 
     try:
-        tunes = tune_table(params.songs, cache, workers, tick("tunes"))
+        tunes = tune_table(params.tune_offset + params.songs, cache, workers,
+                           tick("tunes"))[params.tune_offset:]
     except ValueError as e:
         raise BuildError(str(e)) from None
     plans, singer_split = plan(params, tunes)

@@ -214,3 +214,15 @@ class Corpus:
         r["path"] = self.root / r["path"]
         r["notes"] = [tuple(n) for n in r.get("notes", [])]
         return Query(**_known(Query, r))
+
+
+def extension_songs(corpus: Corpus, extra: Corpus, split: str) -> list[Song]:
+    """Songs of another corpus that may join ``corpus``' ``split`` for training: ``extra``'s
+    own ``split`` songs, less any sung by one of ``corpus``' test singers or set to one of
+    ``corpus``' tunes, so that nothing of ``corpus``' test split is heard in training."""
+    if extra.vocabulary != corpus.vocabulary:
+        raise CorpusError(f"{extra.root} has another tag vocabulary than {corpus.root}")
+    test_singers = {s.singer_id for s in corpus.singers("test")}
+    tunes = {s.tune_id for s in corpus.songs()}
+    return [s for s in extra.songs(split)
+            if s.singer_id not in test_singers and s.tune_id not in tunes]

@@ -272,3 +272,17 @@ def test_hum_spans_are_8_to_15_seconds():
         assert idx == list(range(idx[0], idx[-1] + 1))
         span = notes[idx[-1]][1] - notes[idx[0]][0]
         assert 8.0 <= span <= 15.0
+
+
+def test_tune_offset_builds_a_corpus_on_other_tunes(corpus, tune_cache, tmp_path):
+    from dataclasses import replace
+
+    from recsys.corpus.tunes import tune_table
+
+    params = replace(TINY, songs=2, queries_per_song=0.0, tune_offset=TINY.songs)
+    other = Corpus(build(tmp_path / "other", params, workers=1, cache_dir=tune_cache))
+    table = [t.tune_id for t in tune_table(TINY.songs + 2, tune_cache)]
+    assert {s.tune_id for s in corpus.songs()} == set(table[:TINY.songs])
+    assert {s.tune_id for s in other.songs()} == set(table[TINY.songs:])
+    with pytest.raises(BuildError, match="tune-offset"):
+        replace(TINY, tune_offset=-1).check()

@@ -19,13 +19,16 @@ from recsys.corpus.manifest import MANIFEST_VERSION, write_json, write_jsonl
 SIGNALS = {"piano": 220.0, "synth": 2500.0, "drums": None}
 
 
-@pytest.fixture(scope="session")
-def tiny_corpus(tmp_path_factory):
-    root = tmp_path_factory.mktemp("corpus")
-    rng = np.random.default_rng(0)
+TEST_SINGER = {"singer_id": "g1", "name": "test singer", "voice": "v1", "gender": "female",
+               "language": "en", "persona": {}, "split": "test"}
+
+
+def write_toy_corpus(root, splits, tune_of=lambda i: f"t{i}", singer_of=lambda i: None,
+                     singers=(), seed=0):
+    """Toy songs ``s<i>`` in ``splits[i]``, tagged with the toy instruments they contain."""
+    rng = np.random.default_rng(seed)
     combos = [["piano"], ["synth"], ["drums"], ["piano", "drums"], ["synth", "drums"],
               ["piano", "synth"]]
-    splits = ["train"] * 12 + ["val"] * 6 + ["test"] * 6
     songs = []
     for i, split in enumerate(splits):
         tags = combos[i % len(combos)]
@@ -33,17 +36,32 @@ def tiny_corpus(tmp_path_factory):
         save(song_dir / "mixture.wav", toy_audio([SIGNALS[t] for t in tags], 6.0, rng))
         rel = f"songs/s{i:03d}/mixture.wav"
         songs.append({
-            "song_id": f"s{i:03d}", "title": f"song {i}", "artist": "nobody", "singer_id": None,
-            "voice": None, "gender": None, "tags": [*tags, "no vocals"], "instrumental": True,
-            "split": split, "duration": 6.0, "tune_id": f"t{i}", "collection": "toy",
+            "song_id": f"s{i:03d}", "title": f"song {i}", "artist": "nobody",
+            "singer_id": singer_of(i), "voice": None, "gender": None,
+            "tags": [*tags, "no vocals"], "instrumental": True, "split": split,
+            "duration": 6.0, "tune_id": tune_of(i), "collection": "toy",
             "mixture": rel, "vocals": rel, "accompaniment": rel, "stems": {}, "notes": [],
         })
     write_jsonl(root / "songs.jsonl", songs)
-    write_jsonl(root / "singers.jsonl", [])
+    write_jsonl(root / "singers.jsonl", list(singers))
     write_jsonl(root / "queries.jsonl", [])
-    write_json(root / "corpus.json", {"version": MANIFEST_VERSION, "seed": 0,
+    write_json(root / "corpus.json", {"version": MANIFEST_VERSION, "seed": seed,
                                       "vocabulary": VOCABULARY})
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory):
+    return write_toy_corpus(tmp_path_factory.mktemp("corpus"),
+                            ["train"] * 12 + ["val"] * 6 + ["test"] * 6, singers=[TEST_SINGER])
+
+
+@pytest.fixture(scope="session")
+def extra_corpus(tmp_path_factory):
+    """Six train songs (one on the tiny corpus' tune t0, one by its test singer g1), two val."""
+    return write_toy_corpus(tmp_path_factory.mktemp("extra"), ["train"] * 6 + ["val"] * 2,
+                            tune_of=lambda i: "t0" if i == 0 else f"x{i}",
+                            singer_of=lambda i: "g1" if i == 1 else None, seed=1)
 
 
 @pytest.fixture(scope="session")
@@ -94,3 +112,20 @@ def test_bad_corpus_gets_a_clear_error(tmp_path):
     r = CliRunner().invoke(app, ["train", "tagger", "--data", str(tmp_path)])
     assert r.exit_code == 2 and "corpus" in r.output.lower()
     assert "Traceback" not in r.output
+
+
+def test_extra_corpus_joins_training_without_test_singers_or_tunes(tiny_corpus, extra_corpus,
+                                                                  tmp_path):
+    from recsys.corpus import Corpus, extension_songs
+
+    main, extra = Corpus(tiny_corpus), Corpus(extra_corpus)
+    assert [s.song_id for s in extension_songs(main, extra, "train")] == \
+        ["s002", "s003", "s004", "s005"]
+    assert len(extension_songs(main, extra, "val")) == 2
+    r = CliRunner().invoke(app, ["train", "tagger", "--data", str(tiny_corpus), "--extra",
+                                 str(extra_corpus), "--baseline", "--out", str(tmp_path),
+                                 "--cache", str(tmp_path / "cache"), "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    training = json.loads((tmp_path / "logreg_tagger.json").read_text())["training"]
+    assert training["train_tracks"] == 12 + 4 and training["val_tracks"] == 6 + 2
+    assert training["extra"] == [str(extra_corpus)]
