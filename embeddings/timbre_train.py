@@ -73,7 +73,7 @@ class WindowSet:
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {"logmel": self.logmel, "singer": self.singer, "track": self.track}
         arrays.update({k: getattr(self, k) for k in OPTIONAL if getattr(self, k) is not None})
-        tmp = path.with_name(path.name + ".tmp.npz")
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npz")  # several writers may race
         np.savez(tmp, **arrays)
         os.replace(tmp, path)
 

@@ -47,6 +47,10 @@ def song_windows(song, vocals: Path, label: str, config, per_track: int, copies:
 @train_app.command("timbre")
 def train_timbre(
     data: Path = typer.Option(..., "--data", help="A corpus built by `recsys corpus build`."),
+    extra: list[Path] = typer.Option([], "--extra", help="Another corpus (repeat) whose train "
+                                     "and val songs join --data's, less those sung by --data's "
+                                     "test singers or set to its tunes (build it with "
+                                     "--tune-offset)."),
     source: str = typer.Option("separated", help="Train on 'separated' vocals (what ingest "
                                "sees) or the 'clean' vocal stems (for comparison)."),
     separator: str = typer.Option("auto", help="'auto' (BSRNN, else REPET-SIM) or a name."),
@@ -69,6 +73,11 @@ def train_timbre(
                                     "20 s song)."),
     gender_weight: float = typer.Option(0.0, help="Weight of a joint male/female loss on "
                                         "the embedding (keeps a shared gender direction)."),
+    holdout_singers: int = typer.Option(0, help="Leave this many training singers (half "
+                                        "of each gender) out of training and report gender "
+                                        "accuracy and retrieval on their songs: a check on "
+                                        "singers the encoder never heard, which val (seen "
+                                        "singers) is not."),
     gender_pitch: bool = typer.Option(False, help="Give the gender classifier the track's "
                                       "median sung pitch as a second input (measured: no "
                                       "gain on val, so off by default)."),
@@ -98,15 +107,28 @@ def train_timbre(
     from embeddings.timbre_train import TrainConfig, WindowSet, evaluate, train
     from recsys.bench.result import invoked_command
     from recsys.bench.vocals import resolve_separator, separated_path, separated_vocals
-    from recsys.corpus import Corpus
+    from recsys.corpus import Corpus, CorpusError, extension_songs
 
     if source not in ("clean", "separated"):
         raise typer.BadParameter("--source is 'clean' or 'separated'")
     console = Console()
     torch.set_num_threads(threads)
-    corpus = Corpus(data)
-    songs = {split: _sung(corpus.songs(split)) for split in ("train", "val")}
-    singer_ids = sorted({s.singer_id for s in songs["train"] + songs["val"]})
+    try:
+        corpus = Corpus(data)
+        extras = [Corpus(e) for e in extra]
+        songs = {split: _sung(corpus.songs(split) + [
+            s for e in extras for s in extension_songs(corpus, e, split)])
+            for split in ("train", "val")}
+    except CorpusError as e:
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    if holdout_singers:
+        held = _holdout(songs["train"], holdout_singers, seed)
+        songs["holdout"] = [s for split in ("train", "val") for s in songs[split]
+                            if s.singer_id in held]
+        for split in ("train", "val"):
+            songs[split] = [s for s in songs[split] if s.singer_id not in held]
+    singer_ids = sorted({s.singer_id for split in songs.values() for s in split})
     singer_index = {s: i for i, s in enumerate(singer_ids)}
     # Fine-tuning keeps the initial model's shape (and so its log-mel features).
     config = TimbreNet.load(init).config if init else TimbreConfig()
@@ -115,7 +137,7 @@ def train_timbre(
     if source == "separated":
         label, sep = resolve_separator(separator)
         with Progress(console=console) as bar:
-            todo = songs["train"] + songs["val"]
+            todo = [s for split in songs.values() for s in split]
             task = bar.add_task(f"separating ({label})", total=len(todo))
             for song in todo:
                 separated_vocals(song, sep, label, cache)
@@ -140,6 +162,8 @@ def train_timbre(
 
     sets = {"train": window_set("train", windows_per_track),
             "val": window_set("val", val_windows)}
+    if holdout_singers:
+        sets["holdout"] = window_set("holdout", val_windows)
     console.print(f"train windows {len(sets['train'])} of {len(songs['train'])} songs, "
                   f"val windows {len(sets['val'])} of {len(songs['val'])} songs")
 
@@ -151,8 +175,8 @@ def train_timbre(
                       residue_snr_db=residue_snr, weighted_eval=weighted,
                       gender_weight=gender_weight)
     meta = {"source": source, "separator": label, "corpus": str(corpus.root),
-            "train_songs": len(songs["train"]), "train_singers": len(
-                {s.singer_id for s in songs["train"]}),
+            "extra": [str(e.root) for e in extras], "train_songs": len(songs["train"]),
+            "train_singers": len({s.singer_id for s in songs["train"]}),
             "command": invoked_command(), "train_config": vars(cfg),
             "init": str(init) if init else None}
     log_path = out.with_suffix(".log.jsonl")
@@ -193,12 +217,57 @@ def train_timbre(
                                   pitch_of if gender_pitch else None)
     val_acc, gender_c = gender_meta["val_acc"], gender_meta["c"]
     clf.save(out.with_name(out.stem + "-gender.safetensors"), meta=gender_meta)
+    if holdout_singers:
+        vectors, tracks = track_vectors(best, sets["holdout"], weighted)
+        pitches = (None if not gender_pitch
+                   else np.array([pitch_of("holdout", t) for t in tracks]))
+        truth = np.array([songs["holdout"][t].gender for t in tracks])
+        gender_meta["holdout_acc"] = float(np.mean(
+            np.array(clf.predict(vectors, pitches)[0]) == truth))
+        gender_meta["holdout"] = {"singers": sorted({s.singer_id for s in songs["holdout"]}),
+                                  "tracks": len(tracks),
+                                  **evaluate(best, sets["holdout"], weighted=weighted)}
+        console.print(f"held-out singers: {gender_meta['holdout']}, gender accuracy "
+                      f"{gender_meta['holdout_acc']:.3f}")
     best.save(out, meta={**best.meta, "gender_val_acc": val_acc, "gender": gender_meta,
                          "track_vector": WEIGHTED_TRACK_VECTOR if weighted else "mean",
                          "val_final": evaluate(best, sets["val"], sets["train"],
                                                weighted=weighted)})
     console.print(f"wrote {out} ({best.version}) and its gender classifier "
                   f"(C={gender_c}, val accuracy {val_acc:.3f})")
+
+
+def _holdout(songs, n: int, seed: int) -> set[str]:
+    """``n`` singers of ``songs`` (half female, half male; drawn with ``seed``)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    by_gender = {g: sorted({s.singer_id for s in songs if s.gender == g})
+                 for g in ("female", "male")}
+    picked = set()
+    for i, g in enumerate(("female", "male")):
+        k = (n + 1 - i) // 2
+        if k > len(by_gender[g]) - 2:
+            raise typer.BadParameter(f"--holdout-singers {n} leaves too few {g} singers")
+        picked |= set(rng.choice(by_gender[g], size=k, replace=False).tolist())
+    return picked
+
+
+def track_vectors(model, data_set, weighted: bool):
+    """``(track vectors (tracks, dim), track numbers)`` of a window set in ``model``'s space
+    (voicing-weighted means if ``weighted``)."""
+    import numpy as np
+    import torch
+
+    from embeddings.timbre import track_vector
+
+    with torch.no_grad():
+        z = model.embed_logmel(torch.from_numpy(data_set.logmel).float()).numpy()
+    tracks = np.unique(data_set.track)
+    w = (data_set.weight if weighted and data_set.weight is not None
+         else np.ones(len(data_set), np.float32))
+    return np.stack([track_vector(z[data_set.track == t], weights=w[data_set.track == t])
+                     for t in tracks]), tracks
 
 
 def fit_gender(model, sets: dict, songs: dict, weighted: bool, pitch_of=None):
@@ -210,25 +279,16 @@ def fit_gender(model, sets: dict, songs: dict, weighted: bool, pitch_of=None):
     which measured pessimistic for gender on singers it never saw.)
     Returns ``(classifier, meta)``."""
     import numpy as np
-    import torch
 
     from embeddings.gender import C_GRID, GenderClassifier, choose_c
-    from embeddings.timbre import track_vector
 
-    def track_vectors(split: str):
-        data_set = sets[split]
-        with torch.no_grad():
-            z = model.embed_logmel(torch.from_numpy(data_set.logmel).float()).numpy()
-        tracks = np.unique(data_set.track)
-        w = (data_set.weight if weighted and data_set.weight is not None
-             else np.ones(len(data_set), np.float32))
-        v = np.stack([track_vector(z[data_set.track == t], weights=w[data_set.track == t])
-                      for t in tracks])
+    def split_vectors(split: str):
+        v, tracks = track_vectors(model, sets[split], weighted)
         p = None if pitch_of is None else np.array([pitch_of(split, t) for t in tracks])
         return v, tracks, p
 
-    vt, tt, pt = track_vectors("train")
-    vv, tv, pv = track_vectors("val")
+    vt, tt, pt = split_vectors("train")
+    vv, tv, pv = split_vectors("val")
     genders = [songs["train"][t].gender for t in tt]
     truth = np.array([songs["val"][t].gender for t in tv])
     _, cv = choose_c(vt, genders, [songs["train"][t].singer_id for t in tt], pt)

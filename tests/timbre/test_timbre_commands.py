@@ -115,3 +115,24 @@ def test_train_command_then_plot(corpus, tmp_path):
 def test_train_command_rejects_bad_source(corpus):
     res = CliRunner().invoke(app, ["train", "timbre", "--data", str(corpus), "--source", "x"])
     assert res.exit_code != 0 and "clean" in res.output
+
+
+def test_train_command_rejects_a_missing_corpus(tmp_path):
+    res = CliRunner().invoke(app, ["train", "timbre", "--data", str(tmp_path / "nothing")])
+    assert res.exit_code == 2 and "corpus" in res.output and "Traceback" not in res.output
+
+
+def test_holdout_singers_are_balanced_by_gender_and_reproducible():
+    from types import SimpleNamespace
+
+    import typer
+
+    from recsys.commands.timbre import _holdout
+
+    songs = [SimpleNamespace(singer_id=f"{g[0]}{i}", gender=g)
+             for g in ("female", "male") for i in range(5) for _ in range(3)]
+    held = _holdout(songs, 4, seed=0)
+    assert len(held) == 4 and sum(s.startswith("f") for s in held) == 2
+    assert held == _holdout(songs, 4, seed=0)
+    with pytest.raises(typer.BadParameter, match="too few"):
+        _holdout(songs, 8, seed=0)
