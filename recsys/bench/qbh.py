@@ -31,8 +31,9 @@ import numpy as np
 from recsys.bench.result import BenchResult
 from recsys.bench.vocals import resolve_separator, separated_vocals
 from recsys.pipeline import melodic_windows
+from recsys.search import HUM_RERANK
 
-SWEEP_K = (5, 10, 20, 50)  # re-rank depths reported in the notes
+SWEEP_K = (5, 10, 20, 30, 50)  # re-rank depths reported in the notes
 
 
 @dataclass
@@ -275,16 +276,18 @@ def run(
     separator: str = "auto",
     model: str = "tcae",
     max_queries: int | None = None,
-    rerank_k: int = 10,
+    rerank_k: int = HUM_RERANK,
     crop: bool = True,
     per_window: int = 50,
     scale_songs: tuple[int, ...] = (1000, 2000, 5000),
     cache: Path = Path("data/cache/qbh"),
     progress: Callable[[str, int, int], None] | None = None,
     weights: Path | None = None,
+    extra: tuple[Path, ...] = (),
 ) -> BenchResult:
     """The QBH bench on ``corpus_dir``; see the module docstring. ``weights``: TCAE weights
-    to use instead of the registry's ``model`` (e.g. a candidate not shipped yet)."""
+    to use instead of the registry's ``model`` (e.g. a candidate not shipped yet).
+    ``extra``: more corpora whose songs join the catalog (see :func:`_extra_queries`)."""
     import faiss
     import torch
 
@@ -296,18 +299,6 @@ def run(
     faiss.omp_set_num_threads(1)  # one query at a time: threads only add overhead here
     torch.set_num_threads(1)
     report = progress or (lambda *_: None)
-    corpus = Corpus(corpus_dir)
-    songs = [s for s in corpus.songs() if not s.instrumental]
-    by_id = {s.song_id: s for s in songs}
-    queries = [q for q in corpus.queries(split) if q.song_id in by_id]
-    n_all_queries = len(queries)
-    queries = [q for q in queries if q.voice != by_id[q.song_id].voice]
-    queries.sort(key=lambda q: hashlib.sha1(q.query_id.encode()).hexdigest())
-    if max_queries:
-        queries = queries[:max_queries]
-    if not queries:
-        raise ValueError(f"no {split} hum queries in {corpus_dir}")
-
     label, sep = resolve_separator(separator)
     if weights is not None:
         from embeddings.melody import load_pretrained
@@ -315,23 +306,52 @@ def run(
         encoder = load_pretrained(weights)
     else:
         encoder = load_melody(model)
-    tracks = build_catalog(songs, sep, label, encoder, corpus_cache(cache, corpus),
-                           progress=lambda d, t: report("catalog", d, t))
+
+    # The main corpus, then each extra corpus: its songs whose tune no earlier corpus has
+    # (a hum of a shared tune would have two right answers), and its queries of the split.
+    tracks: list[CatalogTrack] = []
+    queries, targets, n_dropped, extra_notes = [], [], 0, []
+    seen_tunes: set[str] = set()
+    for c, root in enumerate([corpus_dir, *extra]):
+        corpus = Corpus(root)
+        main = c == 0
+        songs = [s for s in corpus.songs() if not s.instrumental and s.tune_id not in seen_tunes]
+        seen_tunes |= {s.tune_id for s in corpus.songs()}
+        by_id = {s.song_id: s for s in songs}
+        mine = corpus.queries(split) if main else _extra_queries(corpus, split)
+        mine = [q for q in mine if q.song_id in by_id]
+        kept = [q for q in mine if q.voice != by_id[q.song_id].voice]
+        n_dropped += len(mine) - len(kept)
+        row_of = {s.song_id: len(tracks) + i for i, s in enumerate(songs)}
+        queries += kept
+        targets += [row_of[q.song_id] for q in kept]
+        tracks += build_catalog(songs, sep, label, encoder, corpus_cache(cache, corpus),
+                                progress=lambda d, t, c=c: report(f"catalog {c}", d, t))
+        if not main:
+            extra_notes.append({"corpus": str(root), "songs": len(songs), "queries": len(kept)})
+    order = sorted(range(len(queries)),
+                   key=lambda i: hashlib.sha1(queries[i].query_id.encode()
+                                              + str(targets[i]).encode()).hexdigest())
+    queries, targets = [queries[i] for i in order], [targets[i] for i in order]
+    if max_queries:
+        queries, targets = queries[:max_queries], targets[:max_queries]
+    if not queries:
+        raise ValueError(f"no {split} hum queries in {corpus_dir}")
+
     config = alignment.AlignConfig()
     prepared = [alignment.prepare(t.contour, config.hop_s) for t in tracks]
     vectors = np.concatenate([t.embeddings for t in tracks])
     track_of = np.concatenate([np.full(len(t.embeddings), i) for i, t in enumerate(tracks)])
     starts = np.concatenate([t.starts for t in tracks])
     index = WindowIndex(vectors, track_of, len(tracks), starts)
-    row_of = {t.song_id: i for i, t in enumerate(tracks)}
 
     outcomes, no_melody, hum_embs, hum_parts = [], 0, [], []
-    for n, q in enumerate(queries, 1):
+    for n, (q, target_row) in enumerate(zip(queries, targets, strict=True), 1):
         hum = load(q.path)
         orders, parts, has_melody, emb = search_one(hum, tracks, prepared, index, encoder, config,
                                                rerank_k, per_window, crop=crop)
         no_melody += not has_melody
-        target = {row_of[q.song_id]}
+        target = {target_row}
         o = QueryOutcome(parts=parts)
         for system in ("dtw", "tcae", "tcae_dtw"):
             o.ranks[system] = _rank_of(orders[system], target)
@@ -365,9 +385,8 @@ def run(
         "catalog_songs": len(tracks),
         "catalog_windows": int(len(vectors)),
         "queries": len(queries),
-        "queries_dropped_same_voice": n_all_queries - len([q for q in corpus.queries(split)
-                                                          if q.song_id in by_id
-                                                          and q.voice != by_id[q.song_id].voice]),
+        "queries_dropped_same_voice": n_dropped,
+        "extra_catalogs": extra_notes,
         "queries_without_melody": no_melody,
         "by_query_kind": by_kind,
         "separator": label,
@@ -388,6 +407,17 @@ def run(
     }
     return BenchResult(bench="qbh", split=split, n_items=len(queries), systems=systems,
                        notes=notes)
+
+
+def _extra_queries(corpus, split: str) -> list:
+    """Hum queries an extra catalog corpus adds to ``split``. No model trains on an extra
+    corpus, so all of it is held out: its val-split songs' queries serve ``val`` and all its
+    other queries serve ``test`` (they never mix)."""
+    if split == "val":
+        return corpus.queries("val")
+    if split != "test":
+        return []
+    return [q for q in corpus.queries() if q.split != "val"]
 
 
 def _scaling(vectors, track_of, n_tracks, hum_embs, hum_parts, per_window, sizes,

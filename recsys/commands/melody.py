@@ -168,25 +168,33 @@ def bench_qbh(
                                   "name, or 'clean' for the clean vocal stems."),
     model: str = typer.Option("tcae", help="Melody encoder (registry name)."),
     max_queries: int = typer.Option(0, help="At most this many queries (0: all)."),
-    rerank_k: int = typer.Option(10, help="Tracks re-ranked by DTW."),
+    rerank_k: int = typer.Option(0, help="Tracks re-ranked by DTW (0: the search service's "
+                                 "depth, chosen on val)."),
     crop: bool = typer.Option(True, "--around-hits/--whole-tracks",
                               help="Align only around each candidate's best FAISS hits."),
     cache: Path = typer.Option(Path("data/cache/qbh"), help="Separated vocals and features."),
     weights: Path | None = typer.Option(None, help="TCAE weights (path without suffix) "
                                         "instead of the shipped ones."),
+    extra: list[Path] = typer.Option([], "--extra", help="Another corpus whose songs join the "
+                                     "catalog (repeat); its tunes must not be the main "
+                                     "corpus' (build it with --tune-offset). No model trains "
+                                     "on it: its val queries serve --split val, all its other "
+                                     "queries --split test."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the result here."),
 ):
     """Query-by-humming: exhaustive pitch DTW vs TCAE vs TCAE + DTW re-rank (MRR, top-1,
     top-10, latency), plus latency at 1k/2k/5k songs' worth of windows."""
     from recsys.bench.qbh import run
     from recsys.corpus import CorpusError
+    from recsys.search import HUM_RERANK
 
     bar, update = _progress()
     try:
         with bar:
             result = run(corpus, split=split, separator=separator, model=model,
-                         max_queries=max_queries or None, rerank_k=rerank_k, crop=crop,
-                         cache=cache, weights=weights,
+                         max_queries=max_queries or None, rerank_k=rerank_k or HUM_RERANK,
+                         crop=crop,
+                         cache=cache, weights=weights, extra=tuple(extra),
                          progress=update)
     except (CorpusError, ValueError, RuntimeError) as e:  # MelodyModelError included
         _fail(str(e))
