@@ -77,6 +77,23 @@ def test_query_by_example_in_each_space(ingested):
         assert ingested.track_id(song) in ids, space
 
 
+def test_a_clip_of_a_catalog_song_clears_the_timbre_floor(ingested):
+    # The default floor: what 95 % of pairs of different singers' tracks stay under. Clips of
+    # the catalog's own songs must clear it, and find their singer.
+    songs = _vocal_songs(ingested)
+    same_singer = 0
+    for song in songs:
+        x = audio.load(song.mixture)
+        mid = len(x) // 2
+        clip = x[mid - 3 * audio.SAMPLE_RATE: mid + 3 * audio.SAMPLE_RATE]
+        answer = ingested.service.search_example(clip, space="timbre")
+        if answer.message == "no singing was found in the clip":
+            continue
+        assert answer.results, answer.message
+        same_singer += answer.results[0].payload["artist"] == song.artist
+    assert same_singer >= 0.8 * len(songs)
+
+
 def test_tag_search_and_not_semantics(ingested):
     catalog = ingested.catalog
     common = [t for t, n in catalog.tags() if 0 < n < catalog.count_tracks()]
