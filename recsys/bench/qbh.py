@@ -1,7 +1,8 @@
 """Query-by-humming bench: hum queries against the catalog's own (separated) vocals.
 
-Catalog: every corpus song with vocals (all splits), vocals separated from the mixture by
-the chosen separator, cut into 3 s windows. Queries: hum queries of one split, keeping
+Catalog: every corpus song with vocals (all splits), plus the songs of any ``extra`` corpus
+on other tunes (:func:`_extra_queries`), vocals separated from the mixture by the chosen
+separator, cut into 3 s windows. Queries: hum queries of one split, keeping
 only those hummed by a voice other than the target song's singer. Three systems, each
 timed per query on this machine:
 
@@ -410,9 +411,10 @@ def run(
 
 
 def _extra_queries(corpus, split: str) -> list:
-    """Hum queries an extra catalog corpus adds to ``split``. No model trains on an extra
-    corpus, so all of it is held out: its val-split songs' queries serve ``val`` and all its
-    other queries serve ``test`` (they never mix)."""
+    """Hum queries an extra catalog corpus adds to ``split``. Neither the separator nor the
+    melody encoder trains on an extra corpus (the tagger and timbre encoder may, but the hum
+    path does not use them), so all of it is held out for this bench: its val-split songs'
+    queries serve ``val`` and all its other queries serve ``test`` (they never mix)."""
     if split == "val":
         return corpus.queries("val")
     if split != "test":

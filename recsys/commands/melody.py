@@ -177,9 +177,10 @@ def bench_qbh(
                                         "instead of the shipped ones."),
     extra: list[Path] = typer.Option([], "--extra", help="Another corpus whose songs join the "
                                      "catalog (repeat); its tunes must not be the main "
-                                     "corpus' (build it with --tune-offset). No model trains "
-                                     "on it: its val queries serve --split val, all its other "
-                                     "queries --split test."),
+                                     "corpus' (build it with --tune-offset). Neither the "
+                                     "separator nor the melody encoder may train on it: its "
+                                     "val queries serve --split val, all its other queries "
+                                     "--split test."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the result here."),
 ):
     """Query-by-humming: exhaustive pitch DTW vs TCAE vs TCAE + DTW re-rank (MRR, top-1,
