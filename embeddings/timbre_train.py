@@ -365,6 +365,18 @@ def same_singer_retrieval(
     return {"top1": float(np.mean(top1)), "map": float(np.mean(aps)), "n_queries": len(top1)}
 
 
+def track_means(z: np.ndarray, data: WindowSet, weighted: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``(n, dim)`` window embeddings of ``data`` -> ``(track vectors (tracks, dim), track
+    numbers (tracks,))``: each track's mean window vector, weighted by the windows' voicing
+    scores if ``weighted`` (and ``data`` has them)."""
+    from embeddings.timbre import track_vector
+
+    tracks = np.unique(data.track)
+    w = data.weight if weighted and data.weight is not None else np.ones(len(data), np.float32)
+    return np.stack([track_vector(z[data.track == t], weights=w[data.track == t])
+                     for t in tracks]), tracks
+
+
 @torch.no_grad()
 def evaluate(
     model: TimbreNet, data: WindowSet, gallery: WindowSet | None = None, batch_size: int = 128,
@@ -375,8 +387,6 @@ def evaluate(
     ``gallery``'s tracks (e.g. the training songs, which steadies a small validation
     split); and how far the pitch/tempo copies sit from their anchors (cosine
     similarities)."""
-    from embeddings.timbre import track_vector
-
     model.eval()
 
     def emb(x):
@@ -386,12 +396,8 @@ def evaluate(
         ]).numpy()
 
     def track_vectors(z, ws):
-        tracks = np.unique(ws.track)
-        w = ws.weight if weighted and ws.weight is not None else np.ones(len(ws), np.float32)
-        vecs = np.stack([track_vector(z[ws.track == t], weights=w[ws.track == t])
-                         for t in tracks])
-        labels = np.array([ws.singer[ws.track == t][0] for t in tracks])
-        return vecs, labels
+        vecs, tracks = track_means(z, ws, weighted)
+        return vecs, np.array([ws.singer[ws.track == t][0] for t in tracks])
 
     z = emb(data.logmel)
     vecs, labels = track_vectors(z, data)

@@ -256,18 +256,13 @@ def _holdout(songs, n: int, seed: int) -> set[str]:
 def track_vectors(model, data_set, weighted: bool):
     """``(track vectors (tracks, dim), track numbers)`` of a window set in ``model``'s space
     (voicing-weighted means if ``weighted``)."""
-    import numpy as np
     import torch
 
-    from embeddings.timbre import track_vector
+    from embeddings.timbre_train import track_means
 
     with torch.no_grad():
         z = model.embed_logmel(torch.from_numpy(data_set.logmel).float()).numpy()
-    tracks = np.unique(data_set.track)
-    w = (data_set.weight if weighted and data_set.weight is not None
-         else np.ones(len(data_set), np.float32))
-    return np.stack([track_vector(z[data_set.track == t], weights=w[data_set.track == t])
-                     for t in tracks]), tracks
+    return track_means(z, data_set, weighted)
 
 
 def fit_gender(model, sets: dict, songs: dict, weighted: bool, pitch_of=None):
