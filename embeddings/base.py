@@ -46,6 +46,7 @@ class MelodyEncoder(Protocol):
     name: str
     version: str
     dim: int
+    pitch_method: str  # the tracker behind contour(): embeddings.pitch.METHODS
 
     def embed(self, windows: np.ndarray) -> np.ndarray:
         """``(n, WINDOW_SAMPLES)`` vocal windows -> ``(n, dim)`` float32, rows L2-normalised."""
@@ -91,3 +92,31 @@ def resolve_device(device: str = "auto") -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def save_weights(path, state: dict, doc: dict) -> None:
+    """Write a torch ``state`` dict to ``path.safetensors`` and ``doc`` to ``path.json``,
+    each atomically (a temporary file renamed into place), so a crash never leaves a
+    half-written model behind."""
+    import json
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    for suffix, write in (
+        (".safetensors", lambda p: save_file(state, p)),
+        (".json", lambda p: Path(p).write_text(json.dumps(doc, indent=2) + "\n")),
+    ):
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+        os.close(fd)
+        try:
+            write(tmp)
+            os.replace(tmp, path.with_suffix(suffix))
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise

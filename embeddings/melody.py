@@ -30,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -242,24 +241,10 @@ class TCAE(nn.Module):
 
     def save(self, path: str | os.PathLike, meta: dict | None = None) -> None:
         """Write ``path.safetensors`` and ``path.json`` (config + meta), atomically."""
-        from safetensors.torch import save_file
+        from embeddings.base import save_weights
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        doc = {"model": "tcae", "config": asdict(self.config), "meta": meta or {}}
-        for suffix, write in (
-            (".safetensors", lambda p: save_file(state, p)),
-            (".json", lambda p: Path(p).write_text(json.dumps(doc, indent=2) + "\n")),
-        ):
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-            os.close(fd)
-            try:
-                write(tmp)
-                os.replace(tmp, path.with_suffix(suffix))
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+        save_weights(path, self.state_dict(),
+                     {"model": "tcae", "config": asdict(self.config), "meta": meta or {}})
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "cpu") -> TCAE:
@@ -326,7 +311,10 @@ class ContourBaseline:
 
     def __init__(self, pitch_method: str = pitch_mod.DEFAULT_METHOD):
         self.pitch_method = pitch_method
-        self.version = f"pitch-dtw-{pitch_method}-1"
+
+    @property
+    def version(self) -> str:
+        return f"pitch-dtw-{self.pitch_method}-1"
 
     def contour(self, audio: np.ndarray) -> np.ndarray:
         return pitch_mod.contour(audio, self.pitch_method)

@@ -1,15 +1,19 @@
 """Pitch contours of a singing voice (or a hum): MIDI note numbers every 10 ms, NaN unvoiced.
 
-Two trackers, both from librosa, behind one function :func:`contour`:
+Three trackers behind one function :func:`contour`:
 
 - ``"yin"``: librosa's YIN for the period, plus our voicing decision (frame energy and
   periodicity at the detected period, then a stability check against the neighbours),
   because YIN itself calls every frame voiced. About 300x real time on one core.
 - ``"pyin"``: librosa's probabilistic YIN with its HMM voicing. More accurate on clean
   voice but ~4x real time on this CPU, too slow to run on a whole catalog at ingest.
+- ``"cnn"``: a small convolutional net over a harmonic spectrogram, trained on the corpus'
+  known notes on clean, separated and hummed voice (:mod:`embeddings.pitch_net`,
+  ``recsys train pitch``).
 
-``recsys bench pitch`` measures both against the corpus' known sung notes
-(:func:`notes_to_contour`, :func:`raw_pitch_accuracy`); the default is the one chosen there.
+``recsys bench pitch`` measures them against the corpus' known sung notes
+(:func:`notes_to_contour`, :func:`raw_pitch_accuracy`); the default is the one chosen there
+and on hum search (``recsys bench qbh --pitch``), both on the val split.
 
 :class:`NoMelodyError` / :func:`require_melody` are the one rule for "no melody found".
 """
@@ -29,8 +33,8 @@ HOP = int(round(CONTOUR_HOP_SECONDS * SAMPLE_RATE))  # 160 samples
 FRAME = 1024  # 64 ms: two periods of the lowest pitch we track
 FMIN = 60.0  # below the lowest sung note of a bass (B1 ~ 62 Hz)
 FMAX = 1100.0  # above a soprano's C6
-METHODS = ("yin", "pyin")
-DEFAULT_METHOD = "yin"
+METHODS = ("yin", "pyin", "cnn")
+DEFAULT_METHOD = "cnn"  # chosen on val: `recsys bench pitch`, `recsys bench qbh --pitch`
 # YIN voicing: frame energy within MIN_DB of the loudest frame, and normalised
 # autocorrelation at the YIN period above MIN_PERIODICITY (chosen on the train split)
 MIN_DB = -45.0
@@ -66,6 +70,10 @@ def contour(audio: np.ndarray, method: str = DEFAULT_METHOD) -> np.ndarray:
     frames = n_frames(len(audio))
     if len(audio) < FRAME or not np.any(audio):
         return np.full(frames, np.nan, dtype=np.float32)
+    if method == "cnn":
+        from embeddings.pitch_net import load_pretrained
+
+        return load_pretrained()(audio)
     if method == "pyin":
         f0, voiced, _ = librosa.pyin(
             audio, fmin=FMIN, fmax=FMAX, sr=SAMPLE_RATE, frame_length=FRAME, hop_length=HOP
@@ -77,6 +85,20 @@ def contour(audio: np.ndarray, method: str = DEFAULT_METHOD) -> np.ndarray:
     out = np.full(frames, np.nan, dtype=np.float32)
     out[: min(frames, len(midi))] = midi[:frames]
     return out
+
+
+def tracker_version(method: str = DEFAULT_METHOD) -> str:
+    """Version of a tracker's contours (changes whenever its output would): stored beside
+    every contour, and a cache key."""
+    if method not in METHODS:
+        raise ValueError(f"unknown pitch tracker {method!r}; choose one of {METHODS}")
+    if method == "cnn":
+        from embeddings.pitch_net import load_pretrained
+
+        return load_pretrained().version
+    if method == "yin":
+        return f"yin-{MIN_PERIODICITY}-{MIN_DB}"
+    return method
 
 
 def _yin(audio: np.ndarray, min_periodicity: float = MIN_PERIODICITY,
@@ -159,8 +181,9 @@ def raw_pitch_accuracy(
     """mir_eval's melody metrics of ``estimate`` vs ``reference`` (both MIDI, NaN unvoiced).
 
     Returns ``raw_pitch_accuracy`` (voiced reference frames whose estimate lies within
-    ``cents``), ``raw_chroma_accuracy`` (the same, octave errors forgiven), ``voicing_recall``
-    and ``voicing_false_alarm``.
+    ``cents``), ``raw_chroma_accuracy`` (the same, octave errors forgiven), ``voicing_recall``,
+    ``voicing_false_alarm`` and ``overall_accuracy`` (frames right on both voicing and pitch,
+    over all frames).
     """
     import mir_eval
 
@@ -180,4 +203,7 @@ def raw_pitch_accuracy(
         ),
         "voicing_recall": float(recall),
         "voicing_false_alarm": float(false_alarm),
+        "overall_accuracy": float(
+            mir_eval.melody.overall_accuracy(ref_v, ref_c, est_v, est_c, cent_tolerance=cents)
+        ),
     }

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from embeddings import registry, voicing
+from embeddings import pitch, registry, voicing
 from embeddings.base import MelodyEncoder, Separator, Tagger, TimbreEncoder, l2_normalize
 from embeddings.gender import median_pitch
 from embeddings.timbre import track_vector, voicing_weighted
@@ -44,10 +44,16 @@ class Models:
     @classmethod
     def load(cls, settings: Settings) -> Models:
         timbre = registry.load_timbre(settings.timbre_model)
+        melody = registry.load_melody(settings.melody_model)
+        if settings.pitch_tracker not in pitch.METHODS:
+            raise registry.UnknownModelError(
+                f"unknown pitch tracker {settings.pitch_tracker!r}; choose one of "
+                f"{list(pitch.METHODS)}")
+        melody.pitch_method = settings.pitch_tracker
         return cls(
             separator=registry.load_separator(settings.separator),
             timbre=timbre,
-            melody=registry.load_melody(settings.melody_model),
+            melody=melody,
             tagger=registry.load_tagger(settings.tagger),
             gender=_load_gender(timbre),
         )
@@ -60,7 +66,7 @@ class Models:
             MELODY_WINDOW: self.melody.version,
             TAG_JOINT: self.tagger.version,
             TAG_PROB: self.tagger.version,
-            PITCH_CONTOUR: self.melody.version,
+            PITCH_CONTOUR: pitch.tracker_version(self.melody.pitch_method),
         }
 
 

@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     timbre_model: str = Field("contrastive", description="Timbre encoder used by ingest.")
     melody_model: str = Field("tcae", description="Melody encoder used by ingest.")
     tagger: str = Field("jetatag", description="Tagger used by ingest.")
+    pitch_tracker: str = Field("cnn", description="Pitch tracker of the contours stored at "
+                               "ingest and read off hums: 'yin', 'pyin' or 'cnn' (learned).")
     hum_search: str = Field(
         "dtw", description="'dtw': align a hum with every track; 'embedding': melody-window "
         "candidates from the index, then alignment (faster, less accurate today).")

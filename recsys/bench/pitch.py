@@ -1,4 +1,5 @@
-"""Pitch tracker bench: raw pitch accuracy and speed of YIN vs pYIN on corpus vocals.
+"""Pitch tracker bench: accuracy and speed of YIN, pYIN and the learned tracker on corpus
+vocals.
 
 References are the corpus' sung notes (``song.notes``, as actually sung; for hums
 ``query.notes``) rendered to a 10 ms contour. Each tracker runs on the clean vocal stem, on
@@ -23,7 +24,7 @@ def run(
     max_songs: int = 10,
     max_queries: int = 10,
     max_seconds: float = 30.0,
-    methods: tuple[str, ...] = ("yin", "pyin"),
+    methods: tuple[str, ...] = ("yin", "pyin", "cnn"),
     cache: Path = Path("data/cache/qbh"),
     progress: Callable[[str, int, int], None] | None = None,
 ) -> BenchResult:

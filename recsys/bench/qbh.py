@@ -61,8 +61,7 @@ def corpus_cache(cache: Path, corpus) -> Path:
 def _pitch_key(encoder) -> str:
     from embeddings import pitch
 
-    method = getattr(encoder, "pitch_method", "yin")
-    return f"contour-{method}-{pitch.MIN_PERIODICITY}-{pitch.MIN_DB}"
+    return f"contour-{pitch.tracker_version(getattr(encoder, 'pitch_method', 'yin'))}"
 
 
 def build_catalog(songs, separator, label: str, encoder, cache: Path,
@@ -72,8 +71,10 @@ def build_catalog(songs, separator, label: str, encoder, cache: Path,
 
     tracks = []
     for i, song in enumerate(songs):
-        path = cache / "features" / label / f"{song.song_id}.{encoder.version}.npz"
-        contour_path = cache / "features" / label / f"{song.song_id}.{_pitch_key(encoder)}.npy"
+        # the indexed windows depend on the contour (melodic_windows), so both keys name it
+        key = _pitch_key(encoder)
+        path = cache / "features" / label / f"{song.song_id}.{encoder.version}.{key}.npz"
+        contour_path = cache / "features" / label / f"{song.song_id}.{key}.npy"
         if path.exists():
             z = np.load(path)
             contour, emb, starts = z["contour"], z["embeddings"], z["starts"]
@@ -285,14 +286,16 @@ def run(
     progress: Callable[[str, int, int], None] | None = None,
     weights: Path | None = None,
     extra: tuple[Path, ...] = (),
+    pitch_method: str | None = None,
 ) -> BenchResult:
     """The QBH bench on ``corpus_dir``; see the module docstring. ``weights``: TCAE weights
     to use instead of the registry's ``model`` (e.g. a candidate not shipped yet).
+    ``pitch_method``: the pitch tracker of catalog and hum contours, instead of the default.
     ``extra``: more corpora whose songs join the catalog (see :func:`_extra_queries`)."""
     import faiss
     import torch
 
-    from embeddings import alignment
+    from embeddings import alignment, pitch
     from embeddings.audio import load
     from embeddings.registry import load_melody
     from recsys.corpus import Corpus
@@ -307,6 +310,11 @@ def run(
         encoder = load_pretrained(weights)
     else:
         encoder = load_melody(model)
+    if pitch_method is not None:
+        if pitch_method not in pitch.METHODS:
+            raise ValueError(f"unknown pitch tracker {pitch_method!r}; choose one of "
+                             f"{pitch.METHODS}")
+        encoder.pitch_method = pitch_method
 
     # The main corpus, then each extra corpus: its songs whose tune no earlier corpus has
     # (a hum of a shared tune would have two right answers), and its queries of the split.

@@ -160,6 +160,96 @@ already at --out that score better on val are kept (the new ones go to OUT-candi
                            "val_previous_weights_at_out": previous}))
 
 
+@train_app.command("pitch")
+def train_pitch(
+    data: Path = typer.Option(..., help="A corpus built by `recsys corpus build`."),
+    out: Path = typer.Option(Path("embeddings/weights/pitch-cnn"),
+                             help="Weights path without suffix (.safetensors/.json)."),
+    steps: int = typer.Option(1500, help="Optimiser steps (at most)."),
+    minutes: float = typer.Option(0.0, help="Stop training after this many minutes (0: none)."),
+    batch: int = typer.Option(16, help="Crops per step."),
+    lr: float = typer.Option(2e-3),
+    channels: int = typer.Option(12, help="Width of the convolutions."),
+    layers: int = typer.Option(3, help="Convolution layers."),
+    hums_per_song: int = typer.Option(3, help="Extra hums generated per train song "
+                                      "(cached under --hum-cache, shared with `train melody`)."),
+    separator: str = typer.Option("auto", help="Separator of the separated-vocals items."),
+    eval_every: int = typer.Option(150, help="Score the val split every this many steps."),
+    threads: int = typer.Option(1, help="CPU threads for torch."),
+    seed: int = typer.Option(0),
+    init: Path | None = typer.Option(None, help="Start from these weights (path without "
+                                     "suffix) instead of from scratch."),
+    hum_cache: Path = typer.Option(Path("data/cache/tcae-hums"), help="Generated hums."),
+    cache: Path = typer.Option(Path("data/cache/qbh"),
+                               help="Separated vocals (shared with `recsys bench qbh`)."),
+):
+    """Train the learned pitch tracker on the corpus' train split: clean vocal stems (with
+    accompaniment bleed), separated vocals, hum queries and --hums-per-song more hums, all
+    with their known notes. The step with the best val overall accuracy (voicing and pitch
+    within 50 cents, averaged over clean, separated and hum audio of the val split) is kept;
+    test songs are never read."""
+    import json
+    import sys
+
+    from embeddings import audio
+    from embeddings.pitch_net import PitchModelError, PitchNet, PitchNetConfig
+    from embeddings.pitch_train import PitchItem, PitchTrainConfig, PitchValidation, train
+    from recsys.bench.qbh import corpus_cache
+    from recsys.bench.vocals import resolve_separator, separated_vocals
+    from recsys.corpus import Corpus, CorpusError
+    from recsys.corpus.training_hums import generate
+
+    try:
+        corpus = Corpus(data)
+        model_config = PitchNetConfig(channels=channels, layers=layers)
+        start = PitchNet.load(init) if init else None
+    except (CorpusError, PitchModelError) as e:
+        _fail(str(e))
+    label, sep = resolve_separator(separator)
+    sep_cache = corpus_cache(cache, corpus)
+    bar, update = _progress()
+
+    def split_items(split: str, per_song: int, bleed: bool) -> list[PitchItem]:
+        songs = [s for s in corpus.songs(split) if not s.instrumental and s.notes]
+        items = []
+        for i, s in enumerate(songs):
+            items.append(PitchItem(audio.load(s.vocals), s.notes, "clean",
+                                   audio.load(s.accompaniment) if bleed else None))
+            items.append(PitchItem(separated_vocals(s, sep, label, sep_cache), s.notes,
+                                   "separated"))
+            update(f"songs ({split})", i + 1, len(songs))
+        hums = [(q.path, q.notes) for q in corpus.queries(split) if q.notes]
+        if per_song:
+            hums += [(h.path, h.notes) for h in generate(
+                corpus, split, per_song, hum_cache,
+                progress=lambda d, t: update(f"hums ({split})", d, t))]
+        items += [PitchItem(audio.load(path), notes, "hum") for path, notes in hums]
+        return items
+
+    with bar:
+        items = split_items("train", hums_per_song, bleed=True)
+        val = split_items("val", 0, bleed=False)
+        if not items or not val:
+            _fail(f"{data} needs train and val songs with vocals")
+        counts = {k: sum(it.kind == k for it in items) for k in ("clean", "separated", "hum")}
+        typer.echo(f"train items: {counts}; val items: {len(val)}; separator {label}")
+        config = PitchTrainConfig(steps=steps, batch=batch, lr=lr, eval_every=eval_every,
+                                  max_minutes=minutes, seed=seed, threads=threads)
+        model, history = train(items, start.config if start else model_config, config,
+                               evaluate=PitchValidation(val), progress=update, init=start)
+    best = history.evals[history.eval_steps.index(history.best_step)]
+    model.save(out, meta={
+        "command": " ".join(["recsys", *sys.argv[1:]]),
+        "corpus": str(Path(data).resolve()), "split": "train", "train_items": counts,
+        "separator": label, "train_config": config.__dict__, "init": str(init) if init else None,
+        "val": {"selection": f"{config.select_metric} on the val split", "best": best,
+                "best_step": history.best_step},
+        "history": history.__dict__,
+    })
+    typer.echo(json.dumps({"out": str(out), "seconds": history.seconds,
+                           "best_step": history.best_step, "val_best": best}))
+
+
 @bench_app.command("qbh")
 def bench_qbh(
     corpus: Path = typer.Option(..., help="A corpus built by `recsys corpus build`."),
@@ -181,6 +271,9 @@ def bench_qbh(
                                      "separator nor the melody encoder may train on it: its "
                                      "val queries serve --split val, all its other queries "
                                      "--split test."),
+    pitch_method: str | None = typer.Option(None, "--pitch", help="Pitch tracker of catalog "
+                                            "and hum contours (yin, pyin, cnn) instead of "
+                                            "the default."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the result here."),
 ):
     """Query-by-humming: exhaustive pitch DTW vs TCAE vs TCAE + DTW re-rank (MRR, top-1,
@@ -196,7 +289,7 @@ def bench_qbh(
                          max_queries=max_queries or None, rerank_k=rerank_k or HUM_RERANK,
                          crop=crop,
                          cache=cache, weights=weights, extra=tuple(extra),
-                         progress=update)
+                         pitch_method=pitch_method, progress=update)
     except (CorpusError, ValueError, RuntimeError) as e:  # MelodyModelError included
         _fail(str(e))
     result.print()
@@ -213,10 +306,12 @@ def bench_pitch(
     max_songs: int = typer.Option(10),
     max_queries: int = typer.Option(10),
     max_seconds: float = typer.Option(30.0, help="Seconds of each item analysed."),
+    method: list[str] = typer.Option(["yin", "pyin", "cnn"], "--method",
+                                     help="Pitch trackers to compare (repeat)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the result here."),
 ):
-    """Raw pitch accuracy (50 cents) and speed of YIN vs pYIN on clean vocals, separated
-    vocals and hums, against the corpus' sung notes."""
+    """Pitch accuracy (50 cents) and speed of YIN, pYIN and the learned tracker (cnn) on
+    clean vocals, separated vocals and hums, against the corpus' sung notes."""
     from recsys.bench.pitch import run
     from recsys.corpus import CorpusError
 
@@ -224,7 +319,8 @@ def bench_pitch(
     try:
         with bar:
             result = run(corpus, split=split, separator=separator, max_songs=max_songs,
-                         max_queries=max_queries, max_seconds=max_seconds, progress=update)
+                         max_queries=max_queries, max_seconds=max_seconds,
+                         methods=tuple(method), progress=update)
     except (CorpusError, ValueError, RuntimeError) as e:
         _fail(str(e))
     result.print()
