@@ -180,6 +180,19 @@ def decode(logits: torch.Tensor, config: PitchNetConfig) -> np.ndarray:
     return np.where(voiced, estimate, np.nan).astype(np.float32)
 
 
+def for_inference(model: PitchNet) -> PitchNet:
+    """An eval-mode copy of ``model`` with each batch norm folded into the convolution before
+    it: the same outputs (to float rounding), about half the convolution time on a CPU."""
+    import copy
+
+    from torch.ao.quantization import fuse_modules
+
+    fused = copy.deepcopy(model).eval()
+    triples = [[str(i), str(i + 1), str(i + 2)] for i in range(0, len(fused.body), 3)]
+    fused.body = fuse_modules(fused.body, triples)
+    return fused
+
+
 class PitchTracker:
     """Shipped :class:`PitchNet` as a contour function: ``(samples,)`` float audio at
     16 kHz -> ``(1 + samples // 160,)`` MIDI, NaN unvoiced. Audio is processed in blocks of
@@ -188,7 +201,7 @@ class PitchTracker:
 
     def __init__(self, model: PitchNet, version: str, device: str = "cpu",
                  block_seconds: float = 30.0, context_seconds: float = 0.5):
-        self.model = model.to(device).eval()
+        self.model = for_inference(model).to(device)
         self.device = device
         self.version = version
         self.block = int(block_seconds * SAMPLE_RATE) // model.config.hop * model.config.hop

@@ -137,10 +137,12 @@ def render(results: list[BenchResult]) -> str:
         "",
     ]
     ordered = sorted(results, key=lambda r: (ORDER.index(r.bench) if r.bench in ORDER else 99,
-                                             r.bench))
+                                             r.bench, r.split == "val"))
     for r in ordered:  # a bench may have several results (e.g. two data sets)
         name = r.bench
-        title = TITLES.get(name, name) + (f" — {r.split}" if name == "index" else "")
+        # the split names a section when a bench has several (index data sets, val runs)
+        title = TITLES.get(name, name) + (f" — {r.split}" if name == "index"
+                                          or r.split == "val" else "")
         lines += [f"## {title}", "",
                   f"- command: `{r.command}`",
                   f"- split: {r.split}; items: {r.n_items}; machine: {r.machine}", ""]

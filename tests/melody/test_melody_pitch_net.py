@@ -17,6 +17,7 @@ from embeddings.pitch_net import (
     PitchNetConfig,
     PitchTracker,
     decode,
+    for_inference,
 )
 from embeddings.pitch_train import PitchItem, PitchTrainConfig, PitchValidation, train
 from recsys.cli import app
@@ -60,6 +61,19 @@ def test_blocks_equal_a_whole_file_pass():
     assert (np.isfinite(whole) == np.isfinite(blocks)).mean() > 0.99
     assert np.allclose(whole[both], blocks[both], atol=1e-3)
     assert len(PitchTracker(model, "t")(np.zeros(100, np.float32))) == pitch.n_frames(100)
+
+
+def test_inference_copy_folds_batch_norm_without_changing_the_output():
+    torch.manual_seed(0)
+    model = PitchNet(TINY)
+    model.train()
+    model(torch.randn(4, 16000))  # give the batch norms running statistics
+    model.eval()
+    x = torch.from_numpy(sing(tune(8, seed=2), seed=2))[None]
+    fused = for_inference(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.body)
+    with torch.no_grad():
+        assert torch.allclose(model(x), fused(x), atol=1e-4)
 
 
 def test_training_learns_sung_pitch():
