@@ -82,7 +82,8 @@ def run(corpus_dir: Path, split: str = "test", max_songs: int = 20,
         bench="ingest", split=split, n_items=len(songs), systems=systems,
         notes={
             "models": {"separator": settings.separator, "timbre": settings.timbre_model,
-                       "melody": settings.melody_model, "tagger": settings.tagger},
+                       "melody": settings.melody_model, "tagger": settings.tagger,
+                       "pitch_tracker": settings.pitch_tracker},
             "pipeline": f"{len(songs)} corpus songs ({songs_run['audio_s']:.0f} s of audio), "
                         "ingested one after another into an empty catalog",
             "pipeline_long_file": f"one {long_minutes:g}-minute file",
