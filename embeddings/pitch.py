@@ -65,8 +65,7 @@ def contour(audio: np.ndarray, method: str = DEFAULT_METHOD) -> np.ndarray:
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim != 1:
         raise ValueError(f"expected mono audio of shape (samples,), got {audio.shape}")
-    if method not in METHODS:
-        raise ValueError(f"unknown pitch tracker {method!r}; choose one of {METHODS}")
+    check_method(method)
     frames = n_frames(len(audio))
     if len(audio) < FRAME or not np.any(audio):
         return np.full(frames, np.nan, dtype=np.float32)
@@ -87,12 +86,17 @@ def contour(audio: np.ndarray, method: str = DEFAULT_METHOD) -> np.ndarray:
     return out
 
 
+def check_method(method: str) -> str:
+    """``method`` if it names a tracker, else a ValueError listing the ones there are."""
+    if method not in METHODS:
+        raise ValueError(f"unknown pitch tracker {method!r}; choose one of {METHODS}")
+    return method
+
+
 def tracker_version(method: str = DEFAULT_METHOD) -> str:
     """Version of a tracker's contours (changes whenever its output would): stored beside
     every contour, and a cache key."""
-    if method not in METHODS:
-        raise ValueError(f"unknown pitch tracker {method!r}; choose one of {METHODS}")
-    if method == "cnn":
+    if check_method(method) == "cnn":
         from embeddings.pitch_net import load_pretrained
 
         return load_pretrained().version

@@ -45,11 +45,10 @@ class Models:
     def load(cls, settings: Settings) -> Models:
         timbre = registry.load_timbre(settings.timbre_model)
         melody = registry.load_melody(settings.melody_model)
-        if settings.pitch_tracker not in pitch.METHODS:
-            raise registry.UnknownModelError(
-                f"unknown pitch tracker {settings.pitch_tracker!r}; choose one of "
-                f"{list(pitch.METHODS)}")
-        melody.pitch_method = settings.pitch_tracker
+        try:
+            melody.pitch_method = pitch.check_method(settings.pitch_tracker)
+        except ValueError as e:
+            raise registry.UnknownModelError(str(e)) from None
         return cls(
             separator=registry.load_separator(settings.separator),
             timbre=timbre,

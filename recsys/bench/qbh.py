@@ -311,10 +311,7 @@ def run(
     else:
         encoder = load_melody(model)
     if pitch_method is not None:
-        if pitch_method not in pitch.METHODS:
-            raise ValueError(f"unknown pitch tracker {pitch_method!r}; choose one of "
-                             f"{pitch.METHODS}")
-        encoder.pitch_method = pitch_method
+        encoder.pitch_method = pitch.check_method(pitch_method)
 
     # The main corpus, then each extra corpus: its songs whose tune no earlier corpus has
     # (a hum of a shared tune would have two right answers), and its queries of the split.
