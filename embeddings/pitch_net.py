@@ -134,7 +134,11 @@ class PitchNet(nn.Module):
                                   padding=c.voicing_context // 2)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        x = self.body(self.norm(self.frontend(audio)))  # (B, C, T, bins)
+        x = self.norm(self.frontend(audio))  # (B, H, T, bins)
+        if not self.training:
+            # the same numbers; measured ~35 % faster convolutions on this CPU
+            x = x.contiguous(memory_format=torch.channels_last)
+        x = self.body(x)  # (B, C, T, bins)
         pitch = self.salience(x).squeeze(1)  # (B, T, bins)
         unvoiced = self.unvoiced(x.amax(dim=3)).transpose(1, 2)  # (B, T, 1)
         return torch.cat([unvoiced, pitch], dim=2)

@@ -18,7 +18,7 @@ import numpy as np
 
 from embeddings import alignment, audio, pitch
 from embeddings.base import l2_normalize
-from embeddings.windows import cut
+from embeddings.windows import QUERY_HOP_SAMPLES, cut
 from recsys.pipeline import (
     MELODY_WINDOW,
     PITCH_CONTOUR,
@@ -35,9 +35,10 @@ NOTHING_CLOSE = "nothing in the catalog is close enough to this query"
 # A hum matches a track when its aligned pitch is off by under ~1.2 semitones per frame on
 # average (alignment score 1 / (1 + cost)); unrelated tunes align worse than that.
 MIN_HUM_SCORE = 0.45
-# Hum candidates re-ranked by pitch alignment: the depth with the best MRR on the val split
-# at a p95 latency within 300 ms (1,008-song catalog: MRR 0.36 at 10, 0.42 at 30, 0.43 at 50)
-HUM_RERANK = 30
+# Hum candidates re-ranked by pitch alignment. Chosen on the val split (62 hums, 1,008-song
+# catalog): MRR 0.74 at depth 30, 0.76 at 50 (p95 337 ms), 0.80 at 75 (p95 354-380 ms over
+# three runs). No depth kept p95 within the 300 ms aim there, so the most accurate was taken.
+HUM_RERANK = 75
 # How hums are searched: "dtw" aligns the hum with every track (the measured best, see
 # BENCHMARKS.md), "embedding" takes melody-window candidates from the index first.
 HUM_SEARCH = ("dtw", "embedding")
@@ -316,7 +317,7 @@ class SearchService:
             return SearchAnswer([], message=str(e))
         if self.hum_search_strategy == "dtw":
             return self._hum_exhaustive(hum_contour, limit, offset, filter, score_threshold)
-        vectors = melody.embed(cut(clip).audio)
+        vectors = melody.embed(cut(clip, hop=QUERY_HOP_SAMPLES).audio)
         hits = self.catalog.search(MELODY_WINDOW, vectors, limit=per_window, filter=filter)
         votes: dict[int, float] = defaultdict(float)
         best_windows: dict[int, list[tuple[float, dict]]] = defaultdict(list)

@@ -34,7 +34,7 @@ from recsys.bench.vocals import resolve_separator, separated_vocals
 from recsys.pipeline import melodic_windows
 from recsys.search import HUM_RERANK
 
-SWEEP_K = (5, 10, 20, 30, 50)  # re-rank depths reported in the notes
+SWEEP_K = (5, 10, 20, 30, 50, 75, 100)  # re-rank depths reported in the notes
 
 
 @dataclass
@@ -147,7 +147,7 @@ class WindowRetrieval:
 
     def __init__(self, catalog: list[tuple[np.ndarray, np.ndarray]],
                  queries: list[tuple[np.ndarray, int]], per_window: int = 50):
-        from embeddings.windows import cut
+        from embeddings.windows import QUERY_HOP_SAMPLES, cut
 
         if not catalog or not queries:
             raise ValueError("window retrieval needs a catalog and queries")
@@ -160,7 +160,8 @@ class WindowRetrieval:
         self.windows = np.concatenate(windows)
         self.track_of = np.concatenate(owners)
         self.n_tracks = len(catalog)
-        self.queries = [(cut(hum).audio, target) for hum, target in queries]
+        self.queries = [(cut(hum, hop=QUERY_HOP_SAMPLES).audio, target)
+                        for hum, target in queries]
         self.per_window = per_window
 
     def __call__(self, model) -> dict[str, float]:
@@ -225,7 +226,7 @@ def search_one(hum: np.ndarray, tracks: list[CatalogTrack], prepared, index: Win
     the systems that check it (``dtw``, ``tcae_dtw``), which is the service's answer too.
     """
     from embeddings import alignment, pitch
-    from embeddings.windows import cut
+    from embeddings.windows import QUERY_HOP_SAMPLES, cut
 
     parts: dict[str, float] = {}
     orders: dict[str, list[int]] = {}
@@ -239,7 +240,7 @@ def search_one(hum: np.ndarray, tracks: list[CatalogTrack], prepared, index: Win
         has_melody = False
 
     t = time.perf_counter()
-    emb = encoder.embed(cut(hum).audio)
+    emb = encoder.embed(cut(hum, hop=QUERY_HOP_SAMPLES).audio)
     parts["embed"] = (time.perf_counter() - t) * 1e3
     t = time.perf_counter()
     votes, sims, ids = index.votes(emb, per_window, hits=True)

@@ -79,3 +79,30 @@ def test_reference_shorter_than_the_hum_does_not_crash(songs):
     short = alignment.prepare(_contour(songs["song1"])).crop(0.0, 3.0)
     ranked = alignment.rank(hum, {"short": short})
     assert len(ranked) == 1 and ranked[0][1].start_s <= ranked[0][1].end_s
+
+
+def test_batched_alignment_equals_one_call_per_track(songs, monkeypatch):
+    rng = np.random.default_rng(3)
+    hum = rng.normal(0.0, 3.0, 120).astype(np.float32)
+    refs = [rng.normal(60.0, 3.0, n).astype(np.float32) for n in (50, 300, 61, 500)]
+    shifts = [0.0, 1.5, 7.3, 11.0]
+    config = alignment.AlignConfig()
+    alone = [float(np.min(alignment._subseq_costs(hum, r, s, config)[0]))
+             for r, s in zip(refs, shifts, strict=True)]
+    batched = alignment._batched_costs(hum, refs, shifts, config)
+    monkeypatch.setattr(alignment, "BATCH_CELLS", 120 * 400)  # several calls
+    split = alignment._batched_costs(hum, refs, shifts, config)
+    assert alone[0] == np.inf  # 50 frames cannot hold 120 at slope <= 2
+    assert batched[0] == np.inf and split[0] == np.inf
+    assert batched[1:] == pytest.approx(alone[1:], abs=1e-5)
+    assert split[1:] == pytest.approx(alone[1:], abs=1e-5)
+
+
+@pytest.mark.parametrize("key", [0.0, 2.33, 6.67, 10.0])
+def test_key_offset_comes_from_pitch_class_histograms(songs, key):
+    ref = alignment.prepare(_contour(songs["song2"])).pitch
+    part = ref[200:400]
+    hum = part - np.median(part) - key  # a stretch of the song in another key
+    offsets = alignment._histogram_shifts(hum, ref, 3, fold=True)
+    expected = (np.median(part) + key) % 12  # hum + offset lands on the song's pitches
+    assert abs((offsets[0] - expected + 6) % 12 - 6) < 0.34  # within a histogram bin
