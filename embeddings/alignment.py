@@ -118,41 +118,59 @@ KEY_BINS = 36  # pitch classes at 1/3 semitone
 KEY_MARGIN = 0.9
 
 
+def _stretch_histograms(pitches: list[np.ndarray], span: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pitch-class histograms of every stretch ``span`` frames long (a quarter span apart;
+    the whole contour when shorter) of each contour, all in one array: ``(stretches,
+    KEY_BINS)`` circularly smoothed over neighbouring bins, unit length, and ``(contours,)``
+    the first row of each contour's stretches."""
+    per_semitone = KEY_BINS // 12
+    lengths = np.array([len(p) for p in pitches])
+    offsets = np.concatenate([[0], np.cumsum(lengths + 1)[:-1]])
+    counts = np.zeros((int(np.sum(lengths + 1)), KEY_BINS))
+    for p, off in zip(pitches, offsets, strict=True):
+        b = np.round(np.mod(p, 12.0) * per_semitone).astype(np.int64) % KEY_BINS
+        counts[off + 1 + np.arange(len(p)), b] = 1.0
+    counts = np.cumsum(counts, axis=0)  # each contour's running counts, from its own zero row
+    spans = np.maximum(1, np.minimum(span, lengths))
+    starts = [off + np.arange(0, n - w + 1, max(1, w // 4))
+              for off, n, w in zip(offsets, lengths, spans, strict=True)]
+    first = np.concatenate([[0], np.cumsum([len(x) for x in starts])[:-1]])
+    lo = np.concatenate(starts)
+    h = counts[lo + np.repeat(spans, [len(x) for x in starts])] - counts[lo]
+    h = 0.5 * h + 0.25 * (np.roll(h, 1, axis=1) + np.roll(h, -1, axis=1))
+    return h / np.maximum(np.linalg.norm(h, axis=1, keepdims=True), 1e-12), first
+
+
 def pitch_class_histograms(pitch: np.ndarray, span: int) -> np.ndarray:
     """``(frames,)`` pitch (semitones, no NaN) -> ``(stretches, KEY_BINS)``: the histogram of
     pitch classes of every stretch ``span`` frames long (a quarter span apart), circularly
     smoothed over neighbouring bins, unit length."""
-    per_semitone = KEY_BINS // 12
-    span = max(1, min(span, len(pitch)))
-    b = np.round(np.mod(pitch, 12.0) * per_semitone).astype(np.int64) % KEY_BINS
-    counts = np.zeros((len(pitch) + 1, KEY_BINS))
-    counts[np.arange(1, len(pitch) + 1), b] = 1.0
-    counts = np.cumsum(counts, axis=0)
-    starts = np.arange(0, len(pitch) - span + 1, max(1, span // 4))
-    h = counts[starts + span] - counts[starts]
-    h = 0.5 * h + 0.25 * (np.roll(h, 1, axis=1) + np.roll(h, -1, axis=1))
-    return h / np.maximum(np.linalg.norm(h, axis=1, keepdims=True), 1e-12)
+    return _stretch_histograms([pitch], span)[0]
 
 
-def _histogram_shifts(q0: np.ndarray, ref: np.ndarray, max_shifts: int,
-                      fold: bool) -> np.ndarray:
-    """Key offsets that best line up the hum's pitch classes with those of some stretch of
-    the track as long as the hum: the highest peaks, over all stretches, of the circular
-    cross-correlation of their pitch-class histograms (those within ``KEY_MARGIN`` of the
-    best), in semitones (fractions of a semitone too, as people hum between keys). Without
-    octave folding each is moved to the octave that puts the hum's median nearest the
-    track's."""
+def _key_offsets(q0: np.ndarray, refs: list[np.ndarray], max_shifts: int,
+                 fold: bool) -> list[np.ndarray]:
+    """Key offsets to try for each reference: those that best line up the hum's pitch
+    classes with those of some stretch of the reference as long as the hum. The highest
+    peaks, over all stretches, of the circular cross-correlation of their pitch-class
+    histograms (those within ``KEY_MARGIN`` of the best), in semitones (fractions of a
+    semitone too, as people hum between keys). Without octave folding each is moved to the
+    octave that puts the hum's median nearest the reference's."""
     hq = pitch_class_histograms(q0, len(q0))[0]
-    hr = pitch_class_histograms(ref, len(q0))
+    hr, first = _stretch_histograms(refs, len(q0))
     corr = np.real(np.fft.ifft(np.conj(np.fft.fft(hq))[None] * np.fft.fft(hr, axis=1), axis=1))
-    corr = corr.max(axis=0)  # (KEY_BINS,) best stretch per offset
-    peaks = np.flatnonzero((corr >= np.roll(corr, 1)) & (corr >= np.roll(corr, -1)))
-    best = peaks[np.argsort(-corr[peaks], kind="stable")][:max_shifts]
-    best = best[corr[best] >= KEY_MARGIN * corr[best[0]]]  # a clear winner is tried alone
-    shifts = best * (12.0 / KEY_BINS)
-    if not fold:
-        shifts = shifts + 12.0 * np.round((np.median(ref) - shifts) / 12.0)
-    return shifts
+    corr = np.maximum.reduceat(corr, first, axis=0)  # (refs, KEY_BINS) best stretch
+    peak = (corr >= np.roll(corr, 1, axis=1)) & (corr >= np.roll(corr, -1, axis=1))
+    ranked = np.argsort(-np.where(peak, corr, -np.inf), axis=1, kind="stable")[:, :max_shifts]
+    value = np.take_along_axis(corr, ranked, axis=1)
+    keep = np.take_along_axis(peak, ranked, axis=1) & (value >= KEY_MARGIN * value[:, :1])
+    out = []
+    for i, r in enumerate(refs):
+        shifts = ranked[i][keep[i]] * (12.0 / KEY_BINS)  # a clear winner is tried alone
+        if not fold:
+            shifts = shifts + 12.0 * np.round((np.median(r) - shifts) / 12.0)
+        out.append(shifts)
+    return out
 
 
 def _resample(x: np.ndarray, ratio: float) -> np.ndarray:
@@ -211,6 +229,13 @@ def _pool(x: np.ndarray, k: int) -> np.ndarray:
     return np.median(x[: n * k].reshape(n, k), axis=1).astype(np.float32) if n else x[:0]
 
 
+def _pool_many(xs: list[np.ndarray], k: int) -> list[np.ndarray]:
+    """:func:`_pool` of each contour, in one median call."""
+    n = [len(x) // k for x in xs]
+    blocks = np.concatenate([x[: m * k] for x, m in zip(xs, n, strict=True)]).reshape(-1, k)
+    return np.split(np.median(blocks, axis=1).astype(np.float32), np.cumsum(n)[:-1])
+
+
 def _choose(q0: np.ndarray, refs: list[np.ndarray],
             config: AlignConfig) -> list[tuple[float, float]]:
     """For each reference, the (tempo, shift) with the lowest subsequence cost among the
@@ -218,12 +243,12 @@ def _choose(q0: np.ndarray, refs: list[np.ndarray],
     short to pool is searched at full resolution)."""
     big = len(q0) >= 4 * config.coarse
     pooled_by = [config.coarse if big and len(r) >= 4 * config.coarse else 1 for r in refs]
-    shifts = [_histogram_shifts(q0, r, config.max_shifts, config.fold_octaves) for r in refs]
+    shifts = _key_offsets(q0, refs, config.max_shifts, config.fold_octaves)
     best = [(np.inf, config.tempos[0], 0.0)] * len(refs)
     for k in sorted(set(pooled_by)):
         members = [i for i, kk in enumerate(pooled_by) if kk == k]
         pairs = [(i, float(s)) for i in members for s in shifts[i]]
-        pooled = {i: _pool(refs[i], k) for i in members}
+        pooled = dict(zip(members, _pool_many([refs[i] for i in members], k), strict=True))
         qc = _pool(q0, k)
         for tempo in config.tempos:
             values = _batched_costs(_resample(qc, tempo), [pooled[i] for i, _ in pairs],
@@ -245,8 +270,7 @@ def _measure(q0: np.ndarray, refs: list[np.ndarray], chosen: list[tuple[float, f
         members = [i for i, ((t, _), kk) in enumerate(zip(chosen, pooled_by, strict=True))
                    if t == tempo and kk == k]
         costs[members] = _batched_costs(
-            _resample(_pool(q0, k) if k > 1 else q0, tempo),
-            [_pool(refs[i], k) if k > 1 else refs[i] for i in members],
+            _resample(_pool(q0, k), tempo), _pool_many([refs[i] for i in members], k),
             [chosen[i][1] for i in members], config)
     return costs
 

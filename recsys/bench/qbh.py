@@ -32,7 +32,7 @@ import numpy as np
 from recsys.bench.result import BenchResult
 from recsys.bench.vocals import resolve_separator, separated_vocals
 from recsys.pipeline import melodic_windows
-from recsys.search import HUM_RERANK
+from recsys.search import HUM_HITS_PER_WINDOW, HUM_RERANK
 
 SWEEP_K = (5, 10, 20, 30, 50, 75, 100)  # re-rank depths reported in the notes
 
@@ -281,7 +281,7 @@ def run(
     max_queries: int | None = None,
     rerank_k: int = HUM_RERANK,
     crop: bool = True,
-    per_window: int = 50,
+    per_window: int = HUM_HITS_PER_WINDOW,
     scale_songs: tuple[int, ...] = (1000, 2000, 5000),
     cache: Path = Path("data/cache/qbh"),
     progress: Callable[[str, int, int], None] | None = None,
