@@ -43,9 +43,14 @@ HUM_RERANK = 75
 # vote; on the val split the right song was among the 75 best voted tracks for 82 % of hums
 # with 50 hits, 87 % with 200.
 HUM_HITS_PER_WINDOW = 200
-# How hums are searched: "dtw" aligns the hum with every track (the measured best, see
-# BENCHMARKS.md), "embedding" takes melody-window candidates from the index first.
-HUM_SEARCH = ("dtw", "embedding")
+# How hums are searched: "dtw" aligns the hum with every track (the most accurate: test MRR
+# 0.90 vs 0.75 at 1,008 songs, see BENCHMARKS.md, but its time grows with the catalog),
+# "embedding" takes melody-window candidates from the index first, "auto" picks "dtw" for
+# catalogs of up to HUM_EXHAUSTIVE_MAX_TRACKS tracks and "embedding" above.
+HUM_SEARCH = ("auto", "dtw", "embedding")
+# Exhaustive alignment took 1.1 ms per track (median over 344 test hums, 1,008 songs, one
+# core), so up to 200 tracks it answers in about the time the embedding path takes.
+HUM_EXHAUSTIVE_MAX_TRACKS = 200
 
 
 class SearchError(ValueError):
@@ -102,7 +107,7 @@ class SearchService:
     """Answers queries over one catalog with one set of models (loaded lazily, once)."""
 
     def __init__(self, catalog, models: Models | None = None, models_factory=None,
-                 hum_search: str = "dtw"):
+                 hum_search: str = "auto"):
         if hum_search not in HUM_SEARCH:
             raise ValueError(f"hum_search must be one of {HUM_SEARCH}, not {hum_search!r}")
         self.catalog = catalog
@@ -320,7 +325,7 @@ class SearchService:
             pitch.require_melody(hum_contour)
         except pitch.NoMelodyError as e:
             return SearchAnswer([], message=str(e))
-        if self.hum_search_strategy == "dtw":
+        if self.hum_strategy() == "dtw":
             return self._hum_exhaustive(hum_contour, limit, offset, filter, score_threshold)
         vectors = melody.embed(cut(clip, hop=QUERY_HOP_SAMPLES).audio)
         hits = self.catalog.search(MELODY_WINDOW, vectors, limit=per_window, filter=filter)
@@ -356,6 +361,14 @@ class SearchService:
         threshold = MIN_HUM_SCORE if score_threshold is None else score_threshold
         results = [r for r in results if r.score >= threshold]
         return self._answer(results[offset: offset + limit])
+
+    def hum_strategy(self) -> str:
+        """How the next hum is searched: the configured strategy, "auto" resolved by the
+        catalog's size."""
+        if self.hum_search_strategy != "auto":
+            return self.hum_search_strategy
+        small = self.catalog.count_tracks() <= HUM_EXHAUSTIVE_MAX_TRACKS
+        return "dtw" if small else "embedding"
 
     def _hum_exhaustive(self, hum_contour, limit, offset, filter, score_threshold):
         """The hum aligned against every track's contour (what `recsys bench qbh` calls

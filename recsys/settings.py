@@ -28,8 +28,9 @@ class Settings(BaseSettings):
     pitch_tracker: str = Field("cnn", description="Pitch tracker of the contours stored at "
                                "ingest and read off hums: 'yin', 'pyin' or 'cnn' (learned).")
     hum_search: str = Field(
-        "dtw", description="'dtw': align a hum with every track; 'embedding': melody-window "
-        "candidates from the index, then alignment (faster, less accurate today).")
+        "auto", description="'dtw': align a hum with every track (most accurate, time grows "
+        "with the catalog); 'embedding': melody-window candidates from the index, then "
+        "alignment; 'auto': 'dtw' for catalogs of up to 200 tracks, else 'embedding'.")
     exact_index_max: int = Field(
         50_000, description="Vector spaces up to this size use exact search, larger use HNSW."
     )

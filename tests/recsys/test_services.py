@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from embeddings import audio
+from recsys import search
 from recsys.ingest import IngestReport, ingest_paths
 from recsys.metadata import discover
 from recsys.search import NOTHING_CLOSE, NotFoundError, SearchError
@@ -119,7 +120,9 @@ def test_free_text_is_shown_as_the_tags_it_was_understood_as(ingested):
         ingested.service.search_tags(tags=["not-a-tag"])
 
 
-def test_a_hum_finds_its_song(ingested):
+@pytest.mark.parametrize("strategy", ["dtw", "embedding"])
+def test_a_hum_finds_its_song(ingested, strategy, monkeypatch):
+    monkeypatch.setattr(ingested.service, "hum_search_strategy", strategy)
     queries = [q for q in ingested.corpus.queries()]
     assert queries
     found = 0
@@ -131,6 +134,16 @@ def test_a_hum_finds_its_song(ingested):
             p = answer.results[0].payload
             assert 0 <= p["match_start"] < p["match_end"]
     assert found / len(queries) >= 0.5
+
+
+def test_auto_hum_search_aligns_exhaustively_only_on_small_catalogs(ingested, monkeypatch):
+    monkeypatch.setattr(ingested.service, "hum_search_strategy", "auto")
+    assert ingested.service.hum_strategy() == "dtw"
+    monkeypatch.setattr(search, "HUM_EXHAUSTIVE_MAX_TRACKS", 1)
+    assert ingested.service.hum_strategy() == "embedding"
+    q = ingested.corpus.queries()[0]
+    answer = ingested.service.search_hum(audio.load(q.path))
+    assert answer.results and "votes" in answer.results[0].payload  # the embedding path's
 
 
 def test_silence_and_noise_say_so_instead_of_returning_noise(ingested):
