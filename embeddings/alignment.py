@@ -148,6 +148,22 @@ def pitch_class_histograms(pitch: np.ndarray, span: int) -> np.ndarray:
     return _stretch_histograms([pitch], span)[0]
 
 
+def key_profile(pitch: np.ndarray) -> np.ndarray:
+    """``(frames,)`` voiced pitch -> ``(KEY_BINS,)`` pitch-class histogram of the whole
+    contour (smoothed, unit length; zeros for an empty contour): a tune's key profile."""
+    if len(pitch) == 0:
+        return np.zeros(KEY_BINS)
+    return pitch_class_histograms(pitch, len(pitch))[0]
+
+
+def key_profile_similarity(query: np.ndarray, profiles: np.ndarray) -> np.ndarray:
+    """Cosine similarity of a hum's key profile with each of ``(n, KEY_BINS)`` track
+    profiles, at the circular shift that suits each track best (the hum's key is unknown):
+    ``(n,)``. Cheap enough to score every track of a catalog for every hum."""
+    spectrum = np.conj(np.fft.fft(query))[None] * np.fft.fft(profiles, axis=1)
+    return np.real(np.fft.ifft(spectrum, axis=1)).max(axis=1)
+
+
 def _key_offsets(q0: np.ndarray, refs: list[np.ndarray], max_shifts: int,
                  fold: bool) -> list[np.ndarray]:
     """Key offsets to try for each reference: those that best line up the hum's pitch

@@ -11,7 +11,10 @@ timed per query on this machine:
 - ``tcae``: hum windows -> TCAE embeddings -> FAISS (exact inner product) top-N windows ->
   votes per track (sum over hum windows of each track's best window similarity).
 - ``tcae_dtw``: ``tcae``'s top-K tracks re-ranked by the DTW alignment; the rest follow in
-  vote order. This is the path the search service runs.
+  vote order. The issue's system.
+- ``tcae_key_dtw``: as ``tcae_dtw``, but the K candidates are ranked by the votes plus every
+  track's key-profile similarity (``recsys.search.hum_candidate_order``). This is the path
+  the search service runs on catalogs too large to align whole.
 
 Latency of a system = the sum of its measured components for that query (pitch contour,
 embedding, FAISS search + votes, alignments). Scaling: window vectors are replicated with
@@ -32,9 +35,10 @@ import numpy as np
 from recsys.bench.result import BenchResult
 from recsys.bench.vocals import resolve_separator, separated_vocals
 from recsys.pipeline import melodic_windows
-from recsys.search import HUM_HITS_PER_WINDOW, HUM_RERANK
+from recsys.search import HUM_HITS_PER_WINDOW, HUM_RERANK, hum_candidate_order
 
 SWEEP_K = (5, 10, 20, 30, 50, 75, 100)  # re-rank depths reported in the notes
+SYSTEMS = ("dtw", "tcae", "tcae_dtw", "tcae_key_dtw")
 
 
 @dataclass
@@ -217,8 +221,9 @@ def _summary(outcomes: list[QueryOutcome], system: str) -> dict[str, float]:
 
 def search_one(hum: np.ndarray, tracks: list[CatalogTrack], prepared, index: WindowIndex,
                encoder, config, rerank_k: int, per_window: int, run_dtw: bool = True,
-               crop: bool = True):
-    """Run the three systems for one hum.
+               crop: bool = True, profiles: np.ndarray | None = None):
+    """Run the systems for one hum (``tcae_key_dtw`` when ``profiles``, the ``(tracks,
+    KEY_BINS)`` key profiles, are given).
 
     Returns ``({system: track order}, {part: ms}, has_melody, hum window embeddings)``.
 
@@ -248,19 +253,33 @@ def search_one(hum: np.ndarray, tracks: list[CatalogTrack], prepared, index: Win
     parts["search"] = (time.perf_counter() - t) * 1e3
     orders["tcae"] = voted
 
-    t = time.perf_counter()
-    if has_melody:
+    def rerank(order: list[int]) -> list[int]:
         top = {i: _around_hits(prepared[i], i, index, sims, ids, len(hum) / 16000)
-               if crop else prepared[i] for i in voted[:rerank_k]}
+               if crop else prepared[i] for i in order[:rerank_k]}
         # the service also locates the matched span of the tracks it returns (rank()); the
         # bench needs the order only, and times the span search of the best one
         head = [i for i, _ in alignment.costs(contour, top, config)]
         if head:
             alignment.rank(contour, {head[0]: top[head[0]]}, config, limit=1)
-        orders["tcae_dtw"] = head + [i for i in voted if i not in set(head)]
-    else:
-        orders["tcae_dtw"] = []
+        return head + [i for i in order if i not in set(head)]
+
+    t = time.perf_counter()
+    orders["tcae_dtw"] = rerank(voted) if has_melody else []
     parts["rerank"] = (time.perf_counter() - t) * 1e3
+
+    if profiles is not None:
+        t = time.perf_counter()
+        if has_melody:
+            hum_profile = alignment.key_profile(alignment.prepare(contour, config.hop_s).pitch)
+            keyed = [int(i) for i in hum_candidate_order(
+                votes, alignment.key_profile_similarity(hum_profile, profiles))]
+        else:
+            keyed = []
+        parts["key"] = (time.perf_counter() - t) * 1e3
+        orders["tcae_key"] = keyed
+        t = time.perf_counter()
+        orders["tcae_key_dtw"] = rerank(keyed) if has_melody else []
+        parts["rerank_key"] = (time.perf_counter() - t) * 1e3
 
     if run_dtw:
         t = time.perf_counter()
@@ -347,6 +366,7 @@ def run(
 
     config = alignment.AlignConfig()
     prepared = [alignment.prepare(t.contour, config.hop_s) for t in tracks]
+    profiles = np.stack([alignment.key_profile(p.pitch) for p in prepared])
     vectors = np.concatenate([t.embeddings for t in tracks])
     track_of = np.concatenate([np.full(len(t.embeddings), i) for i, t in enumerate(tracks)])
     starts = np.concatenate([t.starts for t in tracks])
@@ -356,11 +376,12 @@ def run(
     for n, (q, target_row) in enumerate(zip(queries, targets, strict=True), 1):
         hum = load(q.path)
         orders, parts, has_melody, emb = search_one(hum, tracks, prepared, index, encoder, config,
-                                               rerank_k, per_window, crop=crop)
+                                                    rerank_k, per_window, crop=crop,
+                                                    profiles=profiles)
         no_melody += not has_melody
         target = {target_row}
         o = QueryOutcome(parts=parts)
-        for system in ("dtw", "tcae", "tcae_dtw"):
+        for system in SYSTEMS + ("tcae_key",):
             o.ranks[system] = _rank_of(orders[system], target)
         # other re-rank depths, from the exhaustive (whole-track) DTW order: free to compute
         dtw_pos = {t: r for r, t in enumerate(orders["dtw"])}
@@ -371,13 +392,15 @@ def run(
         o.ms["dtw"] = parts["contour"] + parts["dtw"]
         o.ms["tcae"] = parts["embed"] + parts["search"]
         o.ms["tcae_dtw"] = parts["contour"] + parts["embed"] + parts["search"] + parts["rerank"]
+        o.ms["tcae_key_dtw"] = (parts["contour"] + parts["embed"] + parts["search"]
+                                + parts["key"] + parts["rerank_key"])
         outcomes.append(o)
         if n <= 64:
             hum_embs.append(emb)
             hum_parts.append(parts)
         report("queries", n, len(queries))
 
-    systems = {s: _summary(outcomes, s) for s in ("dtw", "tcae", "tcae_dtw")}
+    systems = {s: _summary(outcomes, s) for s in SYSTEMS}
     sweep = {k: rank_metrics([o.ranks[f"tcae_dtw_k{k}"] for o in outcomes]) for k in SWEEP_K}
     # sung renditions by another voice are query-by-example of melody (a "cover" clip)
     kinds = ["hummed" if q.params.get("hummed", True) else "sung" for q in queries]
@@ -386,7 +409,7 @@ def run(
         subset = [o for o, k in zip(outcomes, kinds, strict=True) if k == kind]
         by_kind[kind] = {"n": len(subset), **{
             s: {m: v for m, v in _summary(subset, s).items() if not m.endswith("_ms")}
-            for s in ("dtw", "tcae", "tcae_dtw")}}
+            for s in SYSTEMS}}
     durations = [float(np.sum(np.isfinite(t.contour))) * 0.01 for t in tracks]
     notes = {
         "catalog_songs": len(tracks),
@@ -405,12 +428,16 @@ def run(
         "rerank_depth_sweep_whole_tracks": sweep,
         "tcae_recall_at_k": {k: round(float(np.mean([o.ranks["tcae"] <= k for o in outcomes])),
                                       4) for k in SWEEP_K},
+        "tcae_key_recall_at_k": {
+            k: round(float(np.mean([o.ranks["tcae_key"] <= k for o in outcomes])), 4)
+            for k in SWEEP_K},
         "faiss": f"IndexFlatIP, top {per_window} windows per hum window",
         "mean_voiced_seconds_per_track": round(float(np.mean(durations)), 1),
         "median_ms_by_part": {k: round(float(np.median([o.parts[k] for o in outcomes])), 1)
                               for k in outcomes[0].parts},
         "scaling": _scaling(vectors, track_of, len(tracks), hum_embs, hum_parts, per_window,
-                            scale_songs, np.median([o.parts["dtw"] for o in outcomes])),
+                            scale_songs, np.median([o.parts["dtw"] for o in outcomes]),
+                            profiles),
     }
     return BenchResult(bench="qbh", split=split, n_items=len(queries), systems=systems,
                        notes=notes)
@@ -429,8 +456,11 @@ def _extra_queries(corpus, split: str) -> list:
 
 
 def _scaling(vectors, track_of, n_tracks, hum_embs, hum_parts, per_window, sizes,
-             dtw_median_ms) -> dict:
-    """Search + votes latency on window sets grown to ``sizes`` songs' worth of windows."""
+             dtw_median_ms, profiles) -> dict:
+    """Search + votes latency on window sets grown to ``sizes`` songs' worth of windows,
+    and the key-profile ranking over that many tracks (``profiles`` repeated)."""
+    from embeddings import alignment
+
     rng = np.random.default_rng(0)
     per_song = len(vectors) / n_tracks
     out = {}
@@ -443,19 +473,27 @@ def _scaling(vectors, track_of, n_tracks, hum_embs, hum_parts, per_window, sizes
         big = np.concatenate(reps)[:target]
         owners = np.concatenate([track_of + k * n_tracks for k in range(len(reps))])[:target]
         index = WindowIndex(big, owners, n_tracks * len(reps))
-        search_ms, total_ms = [], []
+        many = np.tile(profiles, (len(reps), 1))
+        search_ms, total_ms, key_ms, key_total_ms = [], [], [], []
         for emb, parts in zip(hum_embs, hum_parts, strict=True):
             t = time.perf_counter()
-            index.votes(emb, per_window)
+            votes = index.votes(emb, per_window)
             ms = (time.perf_counter() - t) * 1e3
             search_ms.append(ms)
             total_ms.append(parts["contour"] + parts["embed"] + ms + parts["rerank"])
+            t = time.perf_counter()
+            hum_candidate_order(votes, alignment.key_profile_similarity(profiles[0], many))
+            key_ms.append((time.perf_counter() - t) * 1e3)
+            key_total_ms.append(parts["contour"] + parts["embed"] + ms + key_ms[-1]
+                                + parts["rerank_key"])
         out[f"{songs}_songs"] = {
             "windows": target,
             "search_votes_p50_ms": round(float(np.percentile(search_ms, 50)), 2),
             "search_votes_p95_ms": round(float(np.percentile(search_ms, 95)), 2),
             "tcae_dtw_p50_ms": round(float(np.percentile(total_ms, 50)), 1),
             "tcae_dtw_p95_ms": round(float(np.percentile(total_ms, 95)), 1),
+            "key_ranking_p95_ms": round(float(np.percentile(key_ms, 95)), 2),
+            "tcae_key_dtw_p95_ms": round(float(np.percentile(key_total_ms, 95)), 1),
             "dtw_exhaustive_p50_ms_extrapolated": round(float(dtw_median_ms) * songs / n_tracks),
         }
     return out

@@ -106,3 +106,20 @@ def test_key_offset_comes_from_pitch_class_histograms(songs, key):
     offsets = alignment._key_offsets(hum, [ref], 3, fold=True)[0]
     expected = (np.median(part) + key) % 12  # hum + offset lands on the song's pitches
     assert abs((offsets[0] - expected + 6) % 12 - 6) < 0.34  # within a histogram bin
+
+
+def test_key_profile_similarity_ignores_the_key(songs):
+    tune = alignment.prepare(_contour(songs["song2"])).pitch
+    other = alignment.prepare(_contour(songs["song3"])).pitch
+    profiles = np.stack([alignment.key_profile(tune), alignment.key_profile(other)])
+    sims = alignment.key_profile_similarity(alignment.key_profile(tune + 4.33), profiles)
+    assert sims[0] == pytest.approx(1.0, abs=0.05) and sims[0] > sims[1]
+
+
+def test_candidates_without_votes_can_enter_by_key_profile():
+    from recsys.search import hum_candidate_order
+
+    votes = np.array([3.0, 1.0, -np.inf, -np.inf])
+    similarity = np.array([0.5, 0.5, 0.99, 0.4])
+    order = list(hum_candidate_order(votes, similarity))
+    assert order[0] == 0 and order.index(2) < order.index(1) and order[-1] == 3
