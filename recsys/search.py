@@ -120,6 +120,8 @@ def hum_candidate_order(votes: np.ndarray, key_similarity: np.ndarray,
     similarity's: the window votes miss songs whose windows the encoder placed poorly, the
     key profile (which pitches the tune uses, whatever its key) brings many of them back."""
     votes = np.asarray(votes, dtype=np.float64)
+    if len(votes) == 0:
+        return np.zeros(0, dtype=np.int64)
     hit = np.isfinite(votes)
     votes = np.where(hit, votes, votes[hit].min() if hit.any() else 0.0)
 
@@ -142,7 +144,7 @@ class SearchService:
         self._models_factory = models_factory
         self.hum_search_strategy = hum_search
         self._contours: tuple[int, dict] | None = None  # (catalog size, prepared contours)
-        self._profiles: tuple[int, dict] | None = None  # (catalog size, key profiles)
+        self._profiles: tuple | None = None  # (catalog size, track ids, key profiles)
         self._null_scores: dict[tuple[str, int], float] = {}
         self._text_mapper = None
 
@@ -371,16 +373,15 @@ class SearchService:
             for track_id, (score, _) in best.items():
                 votes[track_id] += score
         config = alignment.AlignConfig()
-        profiles = self._key_profiles()
+        ids, profiles = self._key_profiles()
         if filter is not None:
             allowed = {t.id for t in self._all_tracks(filter)}
-            profiles = {t: p for t, p in profiles.items() if t in allowed}
-        ids = list(profiles)
+            keep = np.array([t in allowed for t in ids], dtype=bool)
+            ids, profiles = [t for t, k in zip(ids, keep, strict=True) if k], profiles[keep]
         hum_pitch = alignment.prepare(hum_contour, config.hop_s).pitch
         order = hum_candidate_order(
             np.array([votes.get(t, -np.inf) for t in ids]),
-            alignment.key_profile_similarity(alignment.key_profile(hum_pitch),
-                                             np.array([profiles[t] for t in ids])))
+            alignment.key_profile_similarity(alignment.key_profile(hum_pitch), profiles))
         hum_seconds = len(clip) / audio.SAMPLE_RATE
         candidates = {}
         for track_id in [ids[i] for i in order[:max(rerank, offset + limit)]]:
@@ -442,15 +443,19 @@ class SearchService:
             self._contours = (size, dict(self._each_prepared_contour()))
         return self._contours[1]
 
-    def _key_profiles(self) -> dict:
-        """Every track's key profile (:func:`embeddings.alignment.key_profile`), computed
-        once per catalog size; 36 numbers a track, so large catalogs keep them all."""
+    def _key_profiles(self) -> tuple[list[int], np.ndarray]:
+        """Track ids with a contour and their key profiles ``(tracks, KEY_BINS)``
+        (:func:`embeddings.alignment.key_profile`), computed once per catalog size; 36
+        numbers a track, so large catalogs keep them all."""
         size = self.catalog.count_tracks()
         if self._profiles is None or self._profiles[0] != size:
             contours = (self._contours[1].items() if self._contours is not None
                         and self._contours[0] == size else self._each_prepared_contour())
-            self._profiles = (size, {t: alignment.key_profile(c.pitch) for t, c in contours})
-        return self._profiles[1]
+            rows = [(t, alignment.key_profile(c.pitch)) for t, c in contours]
+            matrix = (np.stack([p for _, p in rows]) if rows
+                      else np.zeros((0, alignment.KEY_BINS)))
+            self._profiles = (size, [t for t, _ in rows], matrix)
+        return self._profiles[1], self._profiles[2]
 
     def _each_prepared_contour(self):
         config = alignment.AlignConfig()

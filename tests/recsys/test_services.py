@@ -144,6 +144,12 @@ def test_auto_hum_search_aligns_exhaustively_only_on_small_catalogs(ingested, mo
     q = ingested.corpus.queries()[0]
     answer = ingested.service.search_hum(audio.load(q.path))
     assert answer.results and "votes" in answer.results[0].payload  # the embedding path's
+    # a filter holds on that path too, for candidates brought by votes or by key profile
+    artist_id = answer.results[0].payload["artist_id"]
+    only = {"must": [{"key": "artist_id", "match": {"value": artist_id}}]}
+    answer = ingested.service.search_hum(audio.load(q.path), filter=only, score_threshold=0.0)
+    assert answer.results
+    assert all(r.payload["artist_id"] == artist_id for r in answer.results)
 
 
 def test_silence_and_noise_say_so_instead_of_returning_noise(ingested):
