@@ -141,27 +141,27 @@ def _stretch_histograms(pitches: list[np.ndarray], span: int) -> tuple[np.ndarra
     return h / np.maximum(np.linalg.norm(h, axis=1, keepdims=True), 1e-12), first
 
 
-def pitch_class_histograms(pitch: np.ndarray, span: int) -> np.ndarray:
-    """``(frames,)`` pitch (semitones, no NaN) -> ``(stretches, KEY_BINS)``: the histogram of
-    pitch classes of every stretch ``span`` frames long (a quarter span apart), circularly
-    smoothed over neighbouring bins, unit length."""
-    return _stretch_histograms([pitch], span)[0]
-
-
 def key_profile(pitch: np.ndarray) -> np.ndarray:
     """``(frames,)`` voiced pitch -> ``(KEY_BINS,)`` pitch-class histogram of the whole
     contour (smoothed, unit length; zeros for an empty contour): a tune's key profile."""
     if len(pitch) == 0:
         return np.zeros(KEY_BINS)
-    return pitch_class_histograms(pitch, len(pitch))[0]
+    return _stretch_histograms([pitch], len(pitch))[0][0]
+
+
+def _circular_correlation(query: np.ndarray, profiles: np.ndarray) -> np.ndarray:
+    """``(KEY_BINS,)`` and ``(n, KEY_BINS)`` -> ``(n, KEY_BINS)``: entry ``[i, k]`` is
+    ``sum_b query[b] * profiles[i, b + k]``, how well the query matches profile i once
+    moved up by k bins."""
+    spectrum = np.conj(np.fft.fft(query))[None] * np.fft.fft(profiles, axis=1)
+    return np.real(np.fft.ifft(spectrum, axis=1))
 
 
 def key_profile_similarity(query: np.ndarray, profiles: np.ndarray) -> np.ndarray:
     """Cosine similarity of a hum's key profile with each of ``(n, KEY_BINS)`` track
     profiles, at the circular shift that suits each track best (the hum's key is unknown):
     ``(n,)``. Cheap enough to score every track of a catalog for every hum."""
-    spectrum = np.conj(np.fft.fft(query))[None] * np.fft.fft(profiles, axis=1)
-    return np.real(np.fft.ifft(spectrum, axis=1)).max(axis=1)
+    return _circular_correlation(query, profiles).max(axis=1)
 
 
 def _key_offsets(q0: np.ndarray, refs: list[np.ndarray], max_shifts: int,
@@ -172,10 +172,9 @@ def _key_offsets(q0: np.ndarray, refs: list[np.ndarray], max_shifts: int,
     histograms (those within ``KEY_MARGIN`` of the best), in semitones (fractions of a
     semitone too, as people hum between keys). Without octave folding each is moved to the
     octave that puts the hum's median nearest the reference's."""
-    hq = pitch_class_histograms(q0, len(q0))[0]
-    hr, first = _stretch_histograms(refs, len(q0))
-    corr = np.real(np.fft.ifft(np.conj(np.fft.fft(hq))[None] * np.fft.fft(hr, axis=1), axis=1))
-    corr = np.maximum.reduceat(corr, first, axis=0)  # (refs, KEY_BINS) best stretch
+    stretches, first = _stretch_histograms(refs, len(q0))
+    corr = np.maximum.reduceat(_circular_correlation(key_profile(q0), stretches), first,
+                               axis=0)  # (refs, KEY_BINS): each reference's best stretch
     peak = (corr >= np.roll(corr, 1, axis=1)) & (corr >= np.roll(corr, -1, axis=1))
     ranked = np.argsort(-np.where(peak, corr, -np.inf), axis=1, kind="stable")[:, :max_shifts]
     value = np.take_along_axis(corr, ranked, axis=1)
