@@ -47,8 +47,8 @@ HUM_RERANK = 75
 HUM_HITS_PER_WINDOW = 200
 # Hum candidates are ranked by TCAE votes plus this weight times the key-profile similarity
 # (both as z-scores over the catalog, see hum_candidate_order). On the val split the right
-# song was among the 75 best for 87 % of hums by votes alone, 95 % with weight 1 (0.5: 90 %,
-# 2: 97 %, 3: 92 %).
+# song was among the 75 best for 87 % of hums by votes alone, 95 % with weight 1
+# (bench-out/qbh-val-keys.json); an ad-hoc val sweep gave 90 % at 0.5, 97 % at 2, 92 % at 3.
 HUM_KEY_WEIGHT = 1.0
 # How hums are searched: "dtw" aligns the hum with every track (the most accurate: test MRR
 # 0.90 vs 0.75 at 1,008 songs, see BENCHMARKS.md, but its time grows with the catalog),
