@@ -36,14 +36,15 @@ NOTHING_CLOSE = "nothing in the catalog is close enough to this query"
 # average (alignment score 1 / (1 + cost)); unrelated tunes align worse than that.
 MIN_HUM_SCORE = 0.45
 # Hum candidates re-ranked by pitch alignment. Chosen on the val split (62 hums, 1,008-song
-# catalog). By votes alone: MRR 0.74 at depth 30, 0.76 at 50 (p95 337 ms), 0.80 at 75 (p95
-# 354-380 ms). With the key profile (hum_candidate_order, the service's path): MRR 0.89,
-# top-10 0.94 at 50 (p95 292 ms); 0.91, top-10 0.95 at 75 (p95 304 ms). The deeper, more
-# accurate setting was kept; its latency is within the machine's run-to-run spread.
+# catalog; bench-out/qbh-val-keys.json at 75, qbh-val-key50.json at 50). By votes alone: MRR
+# 0.75 at depth 30, 0.79 at 50 (p95 311 ms), 0.84 at 75 (p95 330 ms). With the key profile
+# (hum_candidate_order, the service's path): MRR 0.89, top-10 0.94 at 50 (p95 292 ms); 0.91,
+# top-10 0.95 at 75 (p95 304 ms). The deeper, more accurate setting was kept; its latency is
+# within the machine's run-to-run spread.
 HUM_RERANK = 75
 # Nearest catalog windows fetched per hum window before voting. More hits give more tracks a
-# vote; on the val split the right song was among the 75 best voted tracks for 82 % of hums
-# with 50 hits, 87 % with 200.
+# vote; in val runs (runs/ files, not kept) the right song was among the 75 best voted
+# tracks for 82 % of hums with 50 hits, 87 % with 200 (bench-out/qbh-val-keys.json).
 HUM_HITS_PER_WINDOW = 200
 # Hum candidates are ranked by TCAE votes plus this weight times the key-profile similarity
 # (both as z-scores over the catalog, see hum_candidate_order). On the val split the right
