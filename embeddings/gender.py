@@ -4,10 +4,11 @@ track's median sung pitch.
 A logistic regression on the encoder's ``(dim,)`` track vectors (plus one standardised
 pitch input when fitted with pitches), fitted on the training split's tracks by
 ``recsys train timbre`` and shipped beside the encoder
-(``embeddings/weights/timbre-contrastive-gender.*``). Its regularisation ``C`` is chosen
-there on val accuracy, ties broken by leave-singers-out cross-validation
-(:func:`choose_c`). The prediction becomes the tag ``male vocal`` / ``female vocal`` and a
-search filter.
+(``embeddings/weights/timbre-contrastive-gender.*``), or refitted for a trained encoder by
+``recsys train gender``. Its inputs (with or without pitch) and regularisation ``C`` are
+chosen by leave-singers-out cross-validation on the train songs (:func:`choose_c`): the
+classifier meets singers it was never fitted on. The prediction becomes the tag
+``male vocal`` / ``female vocal`` and a search filter.
 
 The pitch input is the median of the track's sung pitch contour (MIDI,
 :func:`median_pitch`; ingest already computes the contour for the melody space). A track
@@ -68,6 +69,7 @@ class GenderClassifier:
         self.pitch_coef = None if pitch_coef is None else float(pitch_coef)
         self.pitch_mean, self.pitch_std = float(pitch_mean), float(pitch_std)
         self.c = c
+        self.meta: dict = {}  # how it was fitted and chosen (saved with it)
 
     @property
     def uses_pitch(self) -> bool:
@@ -159,10 +161,12 @@ class GenderClassifier:
             spec = json.loads(path.with_suffix(".json").read_text())
             arrays = load_file(str(path))
             pitch = spec.get("pitch") or {}
-            return cls(arrays["coef"], float(arrays["intercept"][0]), spec["version"],
-                       spec.get("encoder_version"), pitch_coef=pitch.get("coef"),
-                       pitch_mean=pitch.get("mean", 0.0), pitch_std=pitch.get("std", 1.0),
-                       c=spec.get("c"))
+            clf = cls(arrays["coef"], float(arrays["intercept"][0]), spec["version"],
+                      spec.get("encoder_version"), pitch_coef=pitch.get("coef"),
+                      pitch_mean=pitch.get("mean", 0.0), pitch_std=pitch.get("std", 1.0),
+                      c=spec.get("c"))
+            clf.meta = spec.get("meta") or {}
+            return clf
         except (OSError, ValueError, KeyError) as err:
             raise GenderWeightsError(f"cannot read gender classifier {path}: {err}") from err
 

@@ -194,6 +194,11 @@ def run(
                 if shipped else "fitted on train vectors"),
             "others": f"logistic regression fitted on {len(train)} train songs' vectors",
         },
+        "gender_classifier_selection": (
+            {k: shipped.meta[k] for k in ("selected_on", "inputs", "c",
+                                          "leave_singers_out_cv_acc", "train_tracks",
+                                          "train_singers", "command") if k in shipped.meta}
+            if shipped else None),
         "track_vector": "voicing-weighted mean of voiced windows" if weighted
         else "mean of voiced windows",
         "voicing": "separated vocals: loud + periodic frames and a share of the mixture's "

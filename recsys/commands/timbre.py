@@ -44,6 +44,90 @@ def song_windows(song, vocals: Path, label: str, config, per_track: int, copies:
     return part
 
 
+def _training_songs(data: Path, extra: list[Path]):
+    """``(corpus, extra corpora, {"train": songs, "val": songs})``: the sung train and val
+    songs of ``data`` plus those of each ``extra`` corpus that may join them
+    (:func:`recsys.corpus.extension_songs`); a bad corpus exits with its error."""
+    from recsys.corpus import Corpus, CorpusError, extension_songs
+
+    try:
+        corpus = Corpus(data)
+        extras = [Corpus(e) for e in extra]
+        songs = {split: _sung(corpus.songs(split) + [
+            s for e in extras for s in extension_songs(corpus, e, split)])
+            for split in ("train", "val")}
+    except CorpusError as e:
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    return corpus, extras, songs
+
+
+def _separate_all(songs: dict, source: str, separator: str, cache: Path, console) -> str:
+    """Separate (and cache) every song of ``songs``' splits unless ``source`` is
+    ``"clean"``; returns the vocals' label (the separator's, or ``"clean"``)."""
+    from rich.progress import Progress
+
+    from recsys.bench.vocals import resolve_separator, separated_vocals
+
+    if source == "clean":
+        return "clean"
+    label, sep = resolve_separator(separator)
+    with Progress(console=console) as bar:
+        todo = [s for split in songs.values() for s in split]
+        task = bar.add_task(f"separating ({label})", total=len(todo))
+        for song in todo:
+            separated_vocals(song, sep, label, cache)
+            bar.advance(task)
+    return label
+
+
+def _vocals_path(song, source: str, label: str, cache: Path) -> Path:
+    from recsys.bench.vocals import separated_path
+
+    return song.vocals if source == "clean" else separated_path(song, label, cache)
+
+
+def split_window_set(songs: list, source: str, label: str, config, per_track: int,
+                     copies: bool, seed: int, cache: Path, singer_index: dict, console,
+                     name: str):
+    """The window set of one split's ``songs`` (track ``i`` is ``songs[i]``; songs without
+    a voiced window are left out), singers numbered by ``singer_index``."""
+    import numpy as np
+    from rich.progress import Progress
+
+    from embeddings.timbre_train import WindowSet
+
+    parts = []
+    with Progress(console=console) as bar:
+        task = bar.add_task(f"windows{' + copies' if copies else ''} ({name})",
+                            total=len(songs))
+        for i, song in enumerate(songs):
+            part = song_windows(song, _vocals_path(song, source, label, cache), label, config,
+                                per_track, copies, seed, cache)
+            bar.advance(task)
+            if part is None:  # no voiced window in this song
+                continue
+            part.singer[:] = singer_index[song.singer_id]
+            part.track[:] = i
+            part.gender = np.full(len(part), song.gender == "male", dtype=np.int64)
+            parts.append(part)
+    return WindowSet.concat(parts)
+
+
+def _pitch_reader(songs: dict, source: str, label: str, cache: Path):
+    """``pitch_of(split, track) -> MIDI``: the median sung pitch of the vocals the encoder
+    sees for ``songs[split][track]`` (ingest: its separated vocals)."""
+    from embeddings import audio
+    from embeddings.gender import median_pitch
+    from embeddings.pitch import contour
+
+    def pitch_of(split: str, t: int) -> float:
+        return median_pitch(contour(audio.load(
+            _vocals_path(songs[split][t], source, label, cache))))
+
+    return pitch_of
+
+
 @train_app.command("timbre")
 def train_timbre(
     data: Path = typer.Option(..., "--data", help="A corpus built by `recsys corpus build`."),
@@ -78,9 +162,9 @@ def train_timbre(
                                         "accuracy and retrieval on their songs: a check on "
                                         "singers the encoder never heard, which val (seen "
                                         "singers) is not."),
-    gender_pitch: bool = typer.Option(False, help="Give the gender classifier the track's "
-                                      "median sung pitch as a second input (measured: no "
-                                      "gain on val, so off by default)."),
+    gender_pitch: bool = typer.Option(True, help="Offer the gender classifier the track's "
+                                      "median sung pitch as a second input (kept only if "
+                                      "leave-singers-out cross-validation prefers it)."),
     eval_every: int = typer.Option(250, help="Validate (val split) every N steps."),
     out: Path = typer.Option(Path("embeddings/weights/timbre-contrastive.safetensors"),
                              help="Best weights (by val mAP) go here, + .json; the gender "
@@ -100,28 +184,15 @@ def train_timbre(
     from rich.console import Console
     from rich.progress import Progress
 
-    from embeddings import audio
-    from embeddings.gender import median_pitch
-    from embeddings.pitch import contour
     from embeddings.timbre import WEIGHTED_TRACK_VECTOR, TimbreConfig, TimbreNet
     from embeddings.timbre_train import TrainConfig, WindowSet, evaluate, train
     from recsys.bench.result import invoked_command
-    from recsys.bench.vocals import resolve_separator, separated_path, separated_vocals
-    from recsys.corpus import Corpus, CorpusError, extension_songs
 
     if source not in ("clean", "separated"):
         raise typer.BadParameter("--source is 'clean' or 'separated'")
     console = Console()
     torch.set_num_threads(threads)
-    try:
-        corpus = Corpus(data)
-        extras = [Corpus(e) for e in extra]
-        songs = {split: _sung(corpus.songs(split) + [
-            s for e in extras for s in extension_songs(corpus, e, split)])
-            for split in ("train", "val")}
-    except CorpusError as e:
-        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from None
+    corpus, extras, songs = _training_songs(data, extra)
     if holdout_singers:
         held = _holdout(songs["train"], holdout_singers, seed)
         songs["holdout"] = [s for split in ("train", "val") for s in songs[split]
@@ -133,32 +204,12 @@ def train_timbre(
     # Fine-tuning keeps the initial model's shape (and so its log-mel features).
     config = TimbreNet.load(init).config if init else TimbreConfig()
 
-    label = "clean"
-    if source == "separated":
-        label, sep = resolve_separator(separator)
-        with Progress(console=console) as bar:
-            todo = [s for split in songs.values() for s in split]
-            task = bar.add_task(f"separating ({label})", total=len(todo))
-            for song in todo:
-                separated_vocals(song, sep, label, cache)
-                bar.advance(task)
+    label = _separate_all(songs, source, separator, cache, console)
 
-    def window_set(split: str, per_track: int) -> WindowSet:
-        parts = []
-        with Progress(console=console) as bar:
-            task = bar.add_task(f"windows + copies ({split})", total=len(songs[split]))
-            for i, song in enumerate(songs[split]):
-                vocals = song.vocals if source == "clean" else separated_path(song, label, cache)
-                part = song_windows(song, vocals, label, config, per_track,
-                                    copies and split == "train", seed, cache)
-                bar.advance(task)
-                if part is None:  # no voiced window in this song
-                    continue
-                part.singer[:] = singer_index[song.singer_id]
-                part.track[:] = i
-                part.gender = np.full(len(part), song.gender == "male", dtype=np.int64)
-                parts.append(part)
-        return WindowSet.concat(parts)
+    def window_set(split: str, per_track: int, copies: bool = copies) -> WindowSet:
+        return split_window_set(songs[split], source, label, config, per_track,
+                                copies and split == "train", seed, cache, singer_index,
+                                console, split)
 
     sets = {"train": window_set("train", windows_per_track),
             "val": window_set("val", val_windows)}
@@ -207,13 +258,11 @@ def train_timbre(
     best = TimbreNet.load(out)
     console.print(f"best: {best.meta['val']}")
 
-    def pitch_of(split: str, t: int) -> float:
-        # the median sung pitch of the vocals training saw (ingest: its separated vocals)
-        song = songs[split][t]
-        return median_pitch(contour(audio.load(
-            song.vocals if source == "clean" else separated_path(song, label, cache))))
-
-    clf, gender_meta = fit_gender(best, sets, songs, weighted,
+    pitch_of = _pitch_reader(songs, source, label, cache)
+    # every voiced window of each train song, no copies: as `recsys train gender` fits it
+    gender_sets = {"train": window_set("train", val_windows, copies=False),
+                   "val": sets["val"]}
+    clf, gender_meta = fit_gender(best, gender_sets, songs, weighted,
                                   pitch_of if gender_pitch else None)
     val_acc, gender_c = gender_meta["val_acc"], gender_meta["c"]
     clf.save(out.with_name(out.stem + "-gender.safetensors"), meta=gender_meta)
@@ -267,12 +316,15 @@ def track_vectors(model, data_set, weighted: bool):
 
 def fit_gender(model, sets: dict, songs: dict, weighted: bool, pitch_of=None):
     """The gender classifier in ``model``'s space, fitted on the train songs' track vectors
-    (``sets["train"]``; voicing-weighted if ``weighted``), plus their median sung pitch
-    when ``pitch_of(split, track) -> MIDI`` is given. ``C`` is chosen by accuracy on the val
-    songs (``sets["val"]``); ties go to the leave-singers-out CV on train, then to the
-    smaller ``C``. (That CV alone is biased here: the encoder has seen every train singer,
-    which measured pessimistic for gender on singers it never saw.)
-    Returns ``(classifier, meta)``."""
+    (``sets["train"]``; voicing-weighted if ``weighted``). With ``pitch_of(split, track) ->
+    MIDI``, the track's median sung pitch is a candidate second input.
+
+    The inputs and ``C`` are chosen for singers the classifier has never seen, which is what
+    the product meets: by leave-singers-out cross-validated accuracy on the train songs
+    (:func:`embeddings.gender.choose_c`), ties broken by accuracy on the val songs
+    (``sets["val"]``: other songs of the train singers), then by fewer inputs and the
+    smaller ``C``. Val alone cannot choose: it holds only singers the classifier was fitted
+    on, where every option scores near 1. Returns ``(classifier, meta)``."""
     import numpy as np
 
     from embeddings.gender import C_GRID, GenderClassifier, choose_c
@@ -285,19 +337,84 @@ def fit_gender(model, sets: dict, songs: dict, weighted: bool, pitch_of=None):
     vt, tt, pt = split_vectors("train")
     vv, tv, pv = split_vectors("val")
     genders = [songs["train"][t].gender for t in tt]
+    singers = [songs["train"][t].singer_id for t in tt]
     truth = np.array([songs["val"][t].gender for t in tv])
-    _, cv = choose_c(vt, genders, [songs["train"][t].singer_id for t in tt], pt)
-    fitted, val_acc = {}, {}
-    for c in C_GRID:
-        fitted[c] = GenderClassifier.fit(vt, genders, c=c, pitches=pt,
-                                         version=f"gender-logreg-{model.version}",
-                                         encoder_version=model.version)
-        val_acc[c] = float(np.mean(np.array(fitted[c].predict(vv, pv)[0]) == truth))
-    best_c = max(C_GRID, key=lambda c: (val_acc[c], cv[float(c)], -c))
-    meta = {"c": best_c, "val_acc": val_acc[best_c], "val_acc_by_c": val_acc,
-            "leave_singers_out_cv_acc_by_c": cv, "train_tracks": len(tt),
-            "pitch_input": pitch_of is not None, "selected_on": "val accuracy"}
-    return fitted[best_c], meta
+    options = {"vector": (None, None)}
+    if pitch_of is not None:
+        options["vector+pitch"] = (pt, pv)
+    fitted, val_acc, cv = {}, {}, {}
+    for name, (train_pitch, val_pitch) in options.items():
+        _, cv[name] = choose_c(vt, genders, singers, train_pitch)
+        for c in C_GRID:
+            fitted[name, c] = GenderClassifier.fit(
+                vt, genders, c=c, pitches=train_pitch,
+                version=f"gender-logreg-{model.version}", encoder_version=model.version)
+            val_acc[name, c] = float(np.mean(
+                np.array(fitted[name, c].predict(vv, val_pitch)[0]) == truth))
+    best = max(fitted, key=lambda k: (cv[k[0]][float(k[1])], val_acc[k], k[0] == "vector",
+                                      -k[1]))
+    meta = {"inputs": best[0], "c": best[1], "val_acc": val_acc[best],
+            "leave_singers_out_cv_acc": cv[best[0]][float(best[1])],
+            "val_acc_by_c": {f"{n} C={c}": a for (n, c), a in val_acc.items()},
+            "leave_singers_out_cv_acc_by_c": {f"{n} C={c}": a for n in cv
+                                              for c, a in cv[n].items()},
+            "train_tracks": len(tt), "train_singers": len(set(singers)),
+            "pitch_input": best[0] == "vector+pitch",
+            "selected_on": "leave-singers-out CV accuracy on train, then val accuracy"}
+    return fitted[best], meta
+
+
+@train_app.command("gender")
+def train_gender(
+    data: Path = typer.Option(..., "--data", help="A corpus built by `recsys corpus build`."),
+    extra: list[Path] = typer.Option([], "--extra", help="Another corpus (repeat) whose train "
+                                     "and val songs join --data's (as `recsys train timbre`)."),
+    weights: Path | None = typer.Option(None, help="Timbre encoder weights (default: "
+                                        "shipped)."),
+    separator: str = typer.Option("auto", help="'auto' (BSRNN, else REPET-SIM) or a name."),
+    pitch: bool = typer.Option(True, help="Offer the track's median sung pitch as a second "
+                               "input (kept only if cross-validation prefers it)."),
+    windows_per_track: int = typer.Option(12, help="Voiced windows per song (12 = all of a "
+                                          "20 s song)."),
+    out: Path | None = typer.Option(None, help="Where to write the classifier (default: "
+                                    "beside the encoder, <encoder>-gender.safetensors)."),
+    cache: Path = typer.Option(DEFAULT_CACHE, help="Separated vocals and window caches."),
+    threads: int = typer.Option(1, help="torch CPU threads."),
+    seed: int = typer.Option(0, help="Which voiced windows a longer song gives (as "
+                             "`recsys train timbre --seed`)."),
+):
+    """Fit the singer gender classifier of a trained timbre encoder (as `recsys train timbre`
+    does after training) on the separated vocals of the train songs, without retraining the
+    encoder."""
+    import torch
+    from rich.console import Console
+
+    from embeddings.timbre import PRETRAINED, TimbreNet, voicing_weighted
+    from recsys.bench.result import invoked_command
+
+    console = Console()
+    torch.set_num_threads(threads)
+    _, _, songs = _training_songs(data, extra)
+    encoder = TimbreNet.load(weights or PRETRAINED)
+    label = _separate_all(songs, "separated", separator, cache, console)
+    singer_index = {s: i for i, s in enumerate(sorted({s.singer_id for split in songs.values()
+                                                       for s in split}))}
+    sets = {split: split_window_set(songs[split], "separated", label, encoder.config,
+                                    windows_per_track, False, seed, cache, singer_index,
+                                    console, split)
+            for split in ("train", "val")}
+    pitch_of = _pitch_reader(songs, "separated", label, cache) if pitch else None
+    try:
+        clf, meta = fit_gender(encoder, sets, songs, voicing_weighted(encoder), pitch_of)
+    except ValueError as e:  # e.g. one gender or one singer among the train songs
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    path = out or (weights or PRETRAINED).with_name(
+        Path(weights or PRETRAINED).stem + "-gender.safetensors")
+    clf.save(path, meta={**meta, "separator": label, "command": invoked_command()})
+    console.print(f"wrote {path}: inputs {meta['inputs']}, C={meta['c']}, leave-singers-out "
+                  f"CV accuracy {meta['leave_singers_out_cv_acc']:.3f}, val accuracy "
+                  f"{meta['val_acc']:.3f}")
 
 
 @bench_app.command("singer")

@@ -86,7 +86,7 @@ def test_singer_bench_runs_every_system(corpus, tmp_path):
     assert json.loads((tmp_path / "singer.json").read_text())["bench"] == "singer"
 
 
-def test_train_command_then_plot(corpus, tmp_path):
+def test_train_command_then_gender_refit_and_plot(corpus, tmp_path):
     out = tmp_path / "w" / "timbre-contrastive.safetensors"
     runner = CliRunner()
     res = runner.invoke(app, [
@@ -102,6 +102,23 @@ def test_train_command_then_plot(corpus, tmp_path):
     assert gender.exists() and gender.with_suffix(".json").exists()
     assert json.loads(gender.with_suffix(".json").read_text())["encoder_version"] == \
         model.version
+
+    refit = tmp_path / "refit-gender.safetensors"
+    res = runner.invoke(app, [
+        "train", "gender", "--data", str(corpus), "--weights", str(out), "--separator",
+        "mixture", "--out", str(refit), "--cache", str(tmp_path / "cache"),
+    ])
+    assert res.exit_code == 0, res.output
+    spec = json.loads(refit.with_suffix(".json").read_text())
+    assert spec["encoder_version"] == model.version
+    meta = spec["meta"]
+    assert meta["inputs"] in ("vector", "vector+pitch") and meta["separator"] == "mixture-1"
+    # both input sets were cross-validated over every C, and the choice is the best of them
+    assert len(meta["leave_singers_out_cv_acc_by_c"]) == 8 == len(meta["val_acc_by_c"])
+    assert meta["leave_singers_out_cv_acc"] == max(meta["leave_singers_out_cv_acc_by_c"].values())
+    assert (spec["pitch"] is not None) == (meta["inputs"] == "vector+pitch")
+    res = runner.invoke(app, ["train", "gender", "--data", str(tmp_path / "nothing")])
+    assert res.exit_code == 2 and "Traceback" not in res.output
 
     png = tmp_path / "singers.png"
     res = runner.invoke(app, [
