@@ -138,6 +138,24 @@ def plan(params: BuildParams, tunes: list[Tune]) -> tuple[list[SongPlan], dict[s
     return plans, singer_split
 
 
+def _timeline(melody_ql: list[tuple[float, float, float]], intro: float, rep_s: float,
+              q: float, end_s: float) -> tuple[list[tuple[float, float, float]], int]:
+    """The tune's ``(onset ql, duration ql, MIDI)`` notes repeated after ``intro`` seconds
+    every ``rep_s`` seconds (``q`` seconds a quarter) until ``end_s``: ``(notes (onset s,
+    offset s, MIDI), repetitions started)``."""
+    notes: list[tuple[float, float, float]] = []
+    k = 0
+    while intro + k * rep_s < end_s:
+        base = intro + k * rep_s
+        for on, d, m in melody_ql:
+            a = base + on * q
+            b = min(base + (on + d) * q, end_s)
+            if a < end_s - 0.15:
+                notes.append((round(a, 4), round(b, 4), float(m)))
+        k += 1
+    return notes, k
+
+
 def render_song(p: SongPlan, params: BuildParams, out: Path) -> dict:
     """Render one song (and its queries) into ``out/songs/<id>``; returns its record."""
     final = out / "songs" / p.song_id
@@ -165,24 +183,23 @@ def render_song(p: SongPlan, params: BuildParams, out: Path) -> dict:
     tonic = (tune.tonic + shift) % 12
     melody_ql = [(on, d, m + shift) for on, d, m in tune.notes]
 
-    # Timeline: one bar of intro, then the tune repeated to the end of the song.
-    intro = bar_s
+    # Timeline: one bar of intro, then the tune repeated to the end of the song. A tune with
+    # long bars and a long rest before its first note may leave no note in a short song
+    # after that intro: it then starts at once.
     rep_s = tune.length_ql * q
     end_s = params.song_seconds - 0.4  # the last 0.5 s fades out
-    notes: list[tuple[float, float, float]] = []
-    k = 0
-    while intro + k * rep_s < end_s:
-        base = intro + k * rep_s
-        for on, d, m in melody_ql:
-            a = base + on * q
-            b = min(base + (on + d) * q, end_s)
-            if a < end_s - 0.15:
-                notes.append((round(a, 4), round(b, 4), float(m)))
-        k += 1
+    intro = bar_s
+    notes, k = _timeline(melody_ql, intro, rep_s, q, end_s)
+    if not notes:
+        intro = 0.0
+        notes, k = _timeline(melody_ql, intro, rep_s, q, end_s)
+    if not notes:
+        raise BuildError(f"{p.song_id}: tune {tune.tune_id} has no note in the first "
+                         f"{end_s:.1f} s at {bpm:.0f} bpm; use longer --song-seconds")
     n_tune_bars = int(round(tune.length_ql / tune.bar_ql))
     tune_chords = choose_chords(melody_ql, n_tune_bars, tune.bar_ql, tonic, tune.mode)
-    bar_times = [0.0]
-    chords = [tune_chords[-1]]
+    # the intro bar plays the tune's last chord
+    bar_times, chords = ([0.0], [tune_chords[-1]]) if intro > 0 else ([], [])
     for r in range(k):
         for b in range(n_tune_bars):
             t = intro + r * rep_s + b * bar_s

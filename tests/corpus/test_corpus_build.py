@@ -286,3 +286,19 @@ def test_tune_offset_builds_a_corpus_on_other_tunes(corpus, tune_cache, tmp_path
     assert {s.tune_id for s in other.songs()} == set(table[TINY.songs:])
     with pytest.raises(BuildError, match="tune-offset"):
         replace(TINY, tune_offset=-1).check()
+
+
+def test_timeline_repeats_the_tune_and_a_late_first_note_still_fits():
+    from recsys.corpus.build import _timeline
+
+    tune = [(0.0, 1.0, 60.0), (1.0, 1.0, 62.0)]  # two quarters, at 0.5 s a quarter
+    notes, reps = _timeline(tune, intro=1.0, rep_s=1.0, q=0.5, end_s=3.6)
+    assert reps == 3 and [n[0] for n in notes] == [1.0, 1.5, 2.0, 2.5, 3.0]
+    assert notes[-1][1] == 3.5 and all(b > a for a, b, _ in notes)
+    # A long pickup rest (essenFolksong/altdeu10.abc#224: 16-quarter bars, first note on
+    # quarter 14) leaves no note in a 15 s song after a one-bar intro, but some without it:
+    # the song starts at once instead of failing the build.
+    late = [(14.0, 2.0, 65.0), (16.0, 2.0, 67.0)]
+    assert _timeline(late, intro=16 * 0.6, rep_s=144 * 0.6, q=0.6, end_s=14.6)[0] == []
+    notes, _ = _timeline(late, intro=0.0, rep_s=144 * 0.6, q=0.6, end_s=14.6)
+    assert [(n[0], n[2]) for n in notes] == [(8.4, 65.0), (9.6, 67.0)]
