@@ -35,22 +35,33 @@ NOTHING_CLOSE = "nothing in the catalog is close enough to this query"
 # A hum matches a track when its aligned pitch is off by under ~1.2 semitones per frame on
 # average (alignment score 1 / (1 + cost)); unrelated tunes align worse than that.
 MIN_HUM_SCORE = 0.45
-# Hum candidates re-ranked by pitch alignment. Chosen on the val split (62 hums, 1,008-song
-# catalog; bench-out/qbh-val-keys.json at 75, qbh-val-key50.json at 50). By votes alone: MRR
-# 0.75 at depth 30, 0.79 at 50 (p95 311 ms), 0.84 at 75 (p95 330 ms). With the key profile
-# (hum_candidate_order, the service's path): MRR 0.89, top-10 0.94 at 50 (p95 292 ms); 0.91,
-# top-10 0.95 at 75 (p95 304 ms). The deeper, more accurate setting was kept; its latency is
-# within the machine's run-to-run spread.
+# Hum candidates re-ranked by pitch alignment. On the val split (62 hums, 1,008-song catalog;
+# bench-out/qbh-val-keys.json at 75, qbh-val-key50.json at 50) the service's path scores MRR
+# 0.90, top-10 0.95 at both depths (p95 298 ms at 75, 281 ms at 50); by votes alone MRR 0.87
+# at 75, 0.83 at 50. On the development corpus (see HUM_HITS_PER_WINDOW) the right song was
+# among the 75 best candidates for 92 % of hums, the 50 best for 91 %. The deeper setting
+# was kept.
 HUM_RERANK = 75
-# Nearest catalog windows fetched per hum window before voting. More hits give more tracks a
-# vote; in val runs (runs/ files, not kept) the right song was among the 75 best voted
-# tracks for 82 % of hums with 50 hits, 87 % with 200 (bench-out/qbh-val-keys.json).
-HUM_HITS_PER_WINDOW = 200
+# Nearest catalog windows fetched per hum window before voting, and how hits vote: only
+# where they agree on the hum's start in the track (consistent_votes; the hum may be sung at
+# 0.7-1.4x the track's tempo, offsets agree within the catalog's 1.5 s window hop). Chosen on
+# a development corpus no model trained on (`recsys corpus build --out /work/corpus-dev
+# --songs 400 --seed 23 --song-seconds 15 --queries-per-song 0.5 --tune-offset 1120`; its
+# 180 hums against its songs plus the extension's, 1,080 tracks), by an ad-hoc sweep of the
+# candidate order (runs/ files, not kept): the right song was among the 75 best candidates
+# for 87 % of hums with plain votes (each hum window's best hit per track, summed) at 200
+# hits and key weight 1, 88 % with consistent votes, 91 % with them and key weight 2, 93 %
+# with 400 hits as well.
+# End to end on that corpus's train split (104 hums, bench-out/qbh-dev-train.json), the
+# service's path went from MRR 0.84, top-10 0.86 to 0.89, 0.90 (p95 256 -> 264 ms).
+HUM_HITS_PER_WINDOW = 400
+HUM_TEMPOS = (0.7, 0.8, 0.9, 1.0, 1.12, 1.25, 1.4)
+HUM_OFFSET_TOLERANCE_S = 1.5
 # Hum candidates are ranked by TCAE votes plus this weight times the key-profile similarity
-# (both as z-scores over the catalog, see hum_candidate_order). On the val split the right
-# song was among the 75 best for 87 % of hums by votes alone, 95 % with weight 1
-# (bench-out/qbh-val-keys.json); an ad-hoc val sweep gave 90 % at 0.5, 97 % at 2, 92 % at 3.
-HUM_KEY_WEIGHT = 1.0
+# (both as z-scores over the catalog, see hum_candidate_order); chosen with the settings
+# above (ad-hoc sweep, 400 hits: 92 % of right songs among the 75 best at weight 1, 91 % at
+# 1.5, 93 % at 2 and 2.5, 91 % at 3).
+HUM_KEY_WEIGHT = 2.0
 # How hums are searched: "dtw" aligns the hum with every track (the most accurate: test MRR
 # 0.90 vs 0.75 at 1,008 songs, see BENCHMARKS.md, but its time grows with the catalog),
 # "embedding" takes melody-window candidates from the index first, "auto" picks "dtw" for
@@ -109,6 +120,51 @@ def _timed(fn):
         return answer
 
     return wrapper
+
+
+def consistent_votes(
+    window: np.ndarray, track: np.ndarray, start: np.ndarray, similarity: np.ndarray,
+    hum_starts: np.ndarray, tempos: tuple[float, ...] = HUM_TEMPOS,
+    tolerance_s: float = HUM_OFFSET_TOLERANCE_S,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Votes of a hum's window hits for the tracks they fall in, counting only hits that
+    agree on where the hum starts in the track.
+
+    Each hit is one hum window (number ``window``, starting ``hum_starts[window]`` seconds
+    into the hum) matched to a catalog window of ``track`` starting ``start`` seconds into
+    it, with ``similarity``; all ``(hits,)``. A hum that goes through ``tempo`` seconds of
+    the track per second puts its start at ``start - tempo * hum_starts[window]``. For each
+    tempo in ``tempos`` those offsets are binned (``tolerance_s`` wide, at two phases so
+    that close offsets across a bin edge still meet); a bin's score is the sum over hum
+    windows of their best hit in it. A track's vote is its best bin's score, so scattered
+    chance hits count for less than hits in the order the hum sings them.
+
+    Returns ``(tracks (t,), votes (t,))``, the tracks that were hit, in ascending order."""
+    window = np.asarray(window, dtype=np.int64)
+    similarity = np.asarray(similarity, dtype=np.float64)
+    if len(window) == 0:
+        return np.zeros(0, dtype=np.asarray(track).dtype), np.zeros(0)
+    tracks, t = np.unique(np.asarray(track), return_inverse=True)
+    tempos = np.asarray(tempos, dtype=np.float64)
+    hum_start = np.asarray(hum_starts, dtype=np.float64)[window]
+    offset = (np.asarray(start, dtype=np.float64)[:, None]
+              - tempos[None, :] * hum_start[:, None])  # (hits, tempos)
+    bins = np.floor(offset[..., None] / tolerance_s + np.array([0.0, 0.5])).astype(np.int64)
+    bins -= bins.min()
+    variants = np.arange(bins.shape[1] * 2).reshape(bins.shape[1], 2)  # (tempo, phase)
+    group = (t[:, None, None] * variants.size + variants) * (bins.max() + 1) + bins
+    n_windows = int(window.max()) + 1
+    key = (group * n_windows + window[:, None, None]).ravel()
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    sims = np.broadcast_to(similarity[:, None, None], group.shape).ravel()[order]
+    # best hit per (track, tempo, phase, bin, hum window); summed per bin; best bin per track
+    first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    best, group = np.maximum.reduceat(sims, first), key[first] // n_windows
+    first = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    totals, owner = np.add.reduceat(best, first), group[first] // (variants.size * (bins.max() + 1))
+    first = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+    return tracks[owner[first]], np.maximum.reduceat(totals, first)
 
 
 def hum_candidate_order(votes: np.ndarray, key_similarity: np.ndarray,
@@ -360,19 +416,22 @@ class SearchService:
             return SearchAnswer([], message=str(e))
         if self.hum_strategy() == "dtw":
             return self._hum_exhaustive(hum_contour, limit, offset, filter, score_threshold)
-        vectors = melody.embed(cut(clip, hop=QUERY_HOP_SAMPLES).audio)
-        hits = self.catalog.search(MELODY_WINDOW, vectors, limit=per_window, filter=filter)
-        votes: dict[int, float] = defaultdict(float)
+        hum_windows = cut(clip, hop=QUERY_HOP_SAMPLES)
+        hits = self.catalog.search(MELODY_WINDOW, melody.embed(hum_windows.audio),
+                                   limit=per_window, filter=filter)
         best_windows: dict[int, list[tuple[float, dict]]] = defaultdict(list)
-        for row in hits:
-            best: dict[int, tuple[float, dict]] = {}
+        window, track, start, similarity = [], [], [], []
+        for i, row in enumerate(hits):
             for h in row:
-                track_id = h.payload["track_id"]
-                best_windows[track_id].append((h.score, h.payload))
-                if track_id not in best or h.score > best[track_id][0]:
-                    best[track_id] = (h.score, h.payload)
-            for track_id, (score, _) in best.items():
-                votes[track_id] += score
+                best_windows[h.payload["track_id"]].append((h.score, h.payload))
+                window.append(i)
+                track.append(h.payload["track_id"])
+                start.append(h.payload["start"])
+                similarity.append(h.score)
+        voted, vote = consistent_votes(np.array(window, dtype=np.int64),
+                                       np.array(track, dtype=np.int64), np.array(start),
+                                       np.array(similarity), hum_windows.starts)
+        votes = dict(zip(voted.tolist(), vote.tolist(), strict=True))
         config = alignment.AlignConfig()
         ids, profiles = self._key_profiles()
         if filter is not None:

@@ -9,7 +9,8 @@ timed per query on this machine:
 - ``dtw``: the hum's pitch contour aligned against every catalog track (exhaustive
   subsequence DTW, ``embeddings.alignment``); the no-learning baseline.
 - ``tcae``: hum windows -> TCAE embeddings -> FAISS (exact inner product) top-N windows ->
-  votes per track (sum over hum windows of each track's best window similarity).
+  votes per track: per hum window its best hit among the track's windows that agree on
+  where the hum starts in the track, summed (``recsys.search.consistent_votes``).
 - ``tcae_dtw``: ``tcae``'s top-K tracks re-ranked by the DTW alignment; the rest follow in
   vote order. The issue's system.
 - ``tcae_key_dtw``: as ``tcae_dtw``, but the K candidates are ranked by the votes plus every
@@ -35,7 +36,12 @@ import numpy as np
 from recsys.bench.result import BenchResult
 from recsys.bench.vocals import resolve_separator, separated_vocals
 from recsys.pipeline import melodic_windows
-from recsys.search import HUM_HITS_PER_WINDOW, HUM_RERANK, hum_candidate_order
+from recsys.search import (
+    HUM_HITS_PER_WINDOW,
+    HUM_RERANK,
+    consistent_votes,
+    hum_candidate_order,
+)
 
 SWEEP_K = (5, 10, 20, 30, 50, 75, 100)  # re-rank depths reported in the notes
 SYSTEMS = ("dtw", "tcae", "tcae_dtw", "tcae_key_dtw")
@@ -111,31 +117,29 @@ class WindowIndex:
     """Exact inner-product FAISS index of window vectors, with their track numbers."""
 
     def __init__(self, vectors: np.ndarray, track_of: np.ndarray, n_tracks: int,
-                 starts: np.ndarray | None = None):
+                 starts: np.ndarray):
         import faiss
 
-        self.starts = starts  # (n,) seconds of each window in its track
+        self.starts = np.asarray(starts, dtype=np.float64)  # (n,) seconds into its track
 
         self.index = faiss.IndexFlatIP(vectors.shape[1])
         self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
         self.track_of = track_of
         self.n_tracks = n_tracks
 
-    def votes(self, queries: np.ndarray, per_window: int = 50, hits: bool = False):
-        """``(m, dim)`` hum window vectors -> ``(n_tracks,)`` vote score (higher better):
-        the sum over hum windows of each track's best similarity among the top hits.
-        With ``hits``, also the raw ``(sims, ids)`` of the search, ``(m, per_window)`` each."""
+    def votes(self, queries: np.ndarray, hum_starts: np.ndarray, per_window: int = 50,
+              hits: bool = False):
+        """``(m, dim)`` hum window vectors starting ``(m,)`` seconds into the hum ->
+        ``(n_tracks,)`` vote score (higher better; ``-inf`` for tracks no hum window hit):
+        :func:`recsys.search.consistent_votes` of the top ``per_window`` hits of each hum
+        window, as the service counts them. With ``hits``, also the raw ``(sims, ids)`` of
+        the search, ``(m, per_window)`` each."""
         sims, ids = self.index.search(np.ascontiguousarray(queries, np.float32), per_window)
-        score = np.zeros(self.n_tracks, dtype=np.float64)
-        touched = np.zeros(self.n_tracks, dtype=bool)
-        for row_s, row_i in zip(sims, ids, strict=True):
-            ok = row_i >= 0
-            best = np.full(self.n_tracks, -np.inf)
-            np.maximum.at(best, self.track_of[row_i[ok]], row_s[ok])
-            hit = np.isfinite(best)
-            score[hit] += best[hit]
-            touched[hit] = True
-        score[~touched] = -np.inf  # tracks no hum window hit are not candidates
+        ok = ids >= 0
+        tracks, votes = consistent_votes(np.nonzero(ok)[0], self.track_of[ids[ok]],
+                                         self.starts[ids[ok]], sims[ok], hum_starts)
+        score = np.full(self.n_tracks, -np.inf)
+        score[tracks] = votes
         return (score, sims, ids) if hits else score
 
 
@@ -155,27 +159,30 @@ class WindowRetrieval:
 
         if not catalog or not queries:
             raise ValueError("window retrieval needs a catalog and queries")
-        windows, owners = [], []
+        windows, owners, starts = [], [], []
         for i, (vocals, contour) in enumerate(catalog):
             w = cut(vocals)
             keep = np.flatnonzero(melodic_windows(contour, w.starts))
             windows.append(w.audio[keep])
             owners.append(np.full(len(keep), i))
+            starts.append(w.starts[keep])
         self.windows = np.concatenate(windows)
         self.track_of = np.concatenate(owners)
+        self.starts = np.concatenate(starts)
         self.n_tracks = len(catalog)
-        self.queries = [(cut(hum, hop=QUERY_HOP_SAMPLES).audio, target)
-                        for hum, target in queries]
+        self.queries = [(cut(hum, hop=QUERY_HOP_SAMPLES), target) for hum, target in queries]
         self.per_window = per_window
 
     def __call__(self, model) -> dict[str, float]:
         from embeddings.melody import TCAEMelodyEncoder
 
         encoder = TCAEMelodyEncoder(model, version="eval", device="cpu")
-        index = WindowIndex(encoder.embed(self.windows), self.track_of, self.n_tracks)
+        index = WindowIndex(encoder.embed(self.windows), self.track_of, self.n_tracks,
+                            self.starts)
         ranks = []
         for hum_windows, target in self.queries:
-            votes = index.votes(encoder.embed(hum_windows), self.per_window)
+            votes = index.votes(encoder.embed(hum_windows.audio), hum_windows.starts,
+                                self.per_window)
             order = [int(i) for i in np.argsort(-votes, kind="stable") if np.isfinite(votes[i])]
             ranks.append(_rank_of(order, {target}))
         return {**rank_metrics(ranks),
@@ -225,7 +232,8 @@ def search_one(hum: np.ndarray, tracks: list[CatalogTrack], prepared, index: Win
     """Run the systems for one hum (``tcae_key_dtw`` when ``profiles``, the ``(tracks,
     KEY_BINS)`` key profiles, are given).
 
-    Returns ``({system: track order}, {part: ms}, has_melody, hum window embeddings)``.
+    Returns ``({system: track order}, {part: ms}, has_melody, (hum window embeddings,
+    their starts))``.
 
     An order lists track numbers best first; a hum without melody gives an empty order for
     the systems that check it (``dtw``, ``tcae_dtw``), which is the service's answer too.
@@ -245,10 +253,11 @@ def search_one(hum: np.ndarray, tracks: list[CatalogTrack], prepared, index: Win
         has_melody = False
 
     t = time.perf_counter()
-    emb = encoder.embed(cut(hum, hop=QUERY_HOP_SAMPLES).audio)
+    hum_windows = cut(hum, hop=QUERY_HOP_SAMPLES)
+    emb = encoder.embed(hum_windows.audio)
     parts["embed"] = (time.perf_counter() - t) * 1e3
     t = time.perf_counter()
-    votes, sims, ids = index.votes(emb, per_window, hits=True)
+    votes, sims, ids = index.votes(emb, hum_windows.starts, per_window, hits=True)
     voted = [int(i) for i in np.argsort(-votes, kind="stable") if np.isfinite(votes[i])]
     parts["search"] = (time.perf_counter() - t) * 1e3
     orders["tcae"] = voted
@@ -289,7 +298,7 @@ def search_one(hum: np.ndarray, tracks: list[CatalogTrack], prepared, index: Win
         else:
             orders["dtw"] = []
         parts["dtw"] = (time.perf_counter() - t) * 1e3
-    return orders, parts, has_melody, emb
+    return orders, parts, has_melody, (emb, hum_windows.starts)
 
 
 def run(
@@ -435,9 +444,9 @@ def run(
         "mean_voiced_seconds_per_track": round(float(np.mean(durations)), 1),
         "median_ms_by_part": {k: round(float(np.median([o.parts[k] for o in outcomes])), 1)
                               for k in outcomes[0].parts},
-        "scaling": _scaling(vectors, track_of, len(tracks), hum_embs, hum_parts, per_window,
-                            scale_songs, np.median([o.parts["dtw"] for o in outcomes]),
-                            profiles),
+        "scaling": _scaling(vectors, track_of, starts, len(tracks), hum_embs, hum_parts,
+                            per_window, scale_songs,
+                            np.median([o.parts["dtw"] for o in outcomes]), profiles),
     }
     return BenchResult(bench="qbh", split=split, n_items=len(queries), systems=systems,
                        notes=notes)
@@ -455,7 +464,7 @@ def _extra_queries(corpus, split: str) -> list:
     return [q for q in corpus.queries() if q.split != "val"]
 
 
-def _scaling(vectors, track_of, n_tracks, hum_embs, hum_parts, per_window, sizes,
+def _scaling(vectors, track_of, starts, n_tracks, hum_embs, hum_parts, per_window, sizes,
              dtw_median_ms, profiles) -> dict:
     """Search + votes latency on window sets grown to ``sizes`` songs' worth of windows,
     and the key-profile ranking over that many tracks (``profiles`` repeated)."""
@@ -472,12 +481,13 @@ def _scaling(vectors, track_of, n_tracks, hum_embs, hum_parts, per_window, sizes
             reps.append(noisy / np.linalg.norm(noisy, axis=1, keepdims=True))
         big = np.concatenate(reps)[:target]
         owners = np.concatenate([track_of + k * n_tracks for k in range(len(reps))])[:target]
-        index = WindowIndex(big, owners, n_tracks * len(reps))
+        index = WindowIndex(big, owners, n_tracks * len(reps),
+                            np.tile(starts, len(reps))[:target])
         many = np.tile(profiles, (len(reps), 1))
         search_ms, total_ms, key_ms, key_total_ms = [], [], [], []
-        for emb, parts in zip(hum_embs, hum_parts, strict=True):
+        for (emb, hum_starts), parts in zip(hum_embs, hum_parts, strict=True):
             t = time.perf_counter()
-            votes = index.votes(emb, per_window)
+            votes = index.votes(emb, hum_starts, per_window)
             ms = (time.perf_counter() - t) * 1e3
             search_ms.append(ms)
             total_ms.append(parts["contour"] + parts["embed"] + ms + parts["rerank"])

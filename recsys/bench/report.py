@@ -144,12 +144,13 @@ def render(results: list[BenchResult]) -> str:
         "",
     ]
     ordered = sorted(results, key=lambda r: (ORDER.index(r.bench) if r.bench in ORDER else 99,
-                                             r.bench, r.split == "val"))
+                                             r.bench, {"train": 1, "val": 2}.get(r.split, 0)))
     for r in ordered:  # a bench may have several results (e.g. two data sets)
         name = r.bench
-        # the split names a section when a bench has several (index data sets, val runs)
+        # the split names a section when a bench has several (index data sets, val runs,
+        # runs on a development corpus's train split)
         title = TITLES.get(name, name) + (f" — {r.split}" if name == "index"
-                                          or r.split == "val" else "")
+                                          or r.split in ("val", "train") else "")
         lines += [f"## {title}", "",
                   f"- command: `{r.command}`",
                   f"- split: {r.split}; items: {r.n_items}; machine: {r.machine}", ""]

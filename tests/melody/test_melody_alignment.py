@@ -121,5 +121,34 @@ def test_candidates_without_votes_can_enter_by_key_profile():
 
     votes = np.array([3.0, 1.0, -np.inf, -np.inf])
     similarity = np.array([0.5, 0.5, 0.99, 0.4])
-    order = list(hum_candidate_order(votes, similarity))
+    order = list(hum_candidate_order(votes, similarity, weight=1.0))
     assert order[0] == 0 and order.index(2) < order.index(1) and order[-1] == 3
+
+
+def test_votes_count_hits_that_agree_on_where_the_hum_starts():
+    from recsys.search import consistent_votes
+
+    hum_starts = np.arange(6) * 0.75
+    # track 7: every hum window hits the catalog window where a hum sung 1.25x as fast as
+    # the track, starting 20 s in, puts it (nearest 1.5 s window); track 9: as many hits,
+    # as similar, scattered over the song; track 8: one hum window, two windows of it.
+    window, track, start, sim = [], [], [], []
+    for i, t0 in enumerate(hum_starts):
+        window += [i, i]
+        track += [7, 9]
+        start += [1.5 * round((20.0 + 1.25 * t0) / 1.5), [3.0, 40.5, 12.0, 60.0, 0.0, 28.5][i]]
+        sim += [0.8, 0.8]
+    window += [0, 0]
+    track += [8, 8]
+    start += [30.0, 31.5]
+    sim += [0.9, 0.7]
+    tracks, votes = consistent_votes(np.array(window), np.array(track), np.array(start),
+                                     np.array(sim), hum_starts)
+    got = dict(zip(tracks.tolist(), votes.tolist(), strict=True))
+    assert list(tracks) == [7, 8, 9]
+    assert got[7] == pytest.approx(6 * 0.8)  # all six agree
+    assert got[8] == pytest.approx(0.9)  # one hum window counts once, by its best hit
+    assert got[9] < 2 * 0.8 + 1e-9  # chance hits: at most two land in one bin
+    empty = consistent_votes(np.zeros(0, int), np.zeros(0, int), np.zeros(0), np.zeros(0),
+                             hum_starts)
+    assert len(empty[0]) == 0 == len(empty[1])
