@@ -94,6 +94,23 @@ class TrackInput:
 
 
 @dataclass
+class WindowHits:
+    """Nearest windows of several queries, flat, all ``(hits,)``: the query's row, the
+    window, its track, its start (seconds) and the similarity."""
+
+    query: np.ndarray
+    window_id: np.ndarray
+    track_id: np.ndarray
+    start: np.ndarray
+    score: np.ndarray
+
+    @classmethod
+    def empty(cls) -> WindowHits:
+        none = np.zeros(0, dtype=np.int64)
+        return cls(none, none, none, np.zeros(0), np.zeros(0))
+
+
+@dataclass
 class Hit:
     id: int
     score: float
@@ -428,22 +445,12 @@ class Catalog:
         limit, offset = _check_page(limit, offset, max_limit=10_000)
         if score_threshold is not None and not _finite(score_threshold):
             raise InputError("score_threshold must be a finite number")
-        f = parse_filter(filter)
-        q = np.asarray(query_vectors, dtype=np.float32)
-        if q.ndim == 1:
-            q = q[None, :]
-        pair = self._resolve(space, model_version)
-        index = self._indexes.get(pair) if pair is not None else None
-        if index is None:
-            return [[] for _ in range(len(q))]
-        if q.ndim != 2 or q.shape[1] != index.dim:
-            raise InputError(f"query vectors for {space!r} need {index.dim} dimensions, "
-                             f"got shape {tuple(q.shape)}")
-        allowed = self._allowed_ids(sp, f) if f is not None else None
-        try:
-            scores, ids = index.search(q, offset + limit + _SLACK, allowed)
-        except VectorIndexError as e:
-            raise InputError(f"bad query for space {space!r}: {e}") from None
+        searched = self._nearest(sp, query_vectors, offset + limit + _SLACK, filter,
+                                 model_version)
+        if searched is None:
+            q = np.asarray(query_vectors)
+            return [[] for _ in range(len(q) if q.ndim == 2 else 1)]
+        scores, ids = searched
         found = {int(i) for i in ids.ravel() if i >= 0}
         payloads = self._payloads(sp, found)
         out = []
@@ -454,6 +461,55 @@ class Catalog:
                     and (score_threshold is None or sc >= score_threshold)]
             out.append(hits[offset:offset + limit])
         return out
+
+    def _nearest(self, sp, query_vectors, k: int, filter, model_version):
+        """``(scores, ids)``, ``(m, k)`` each, of the space's index for ``(m, dim)`` (or
+        ``(dim,)``) query vectors, restricted to the tracks ``filter`` selects; None when the
+        space has no index yet. Bad filters and vectors raise ``FilterError`` / ``InputError``."""
+        f = parse_filter(filter)
+        q = np.asarray(query_vectors, dtype=np.float32)
+        if q.ndim == 1:
+            q = q[None, :]
+        pair = self._resolve(sp.name, model_version)
+        index = self._indexes.get(pair) if pair is not None else None
+        if index is None:
+            return None
+        if q.ndim != 2 or q.shape[1] != index.dim:
+            raise InputError(f"query vectors for {sp.name!r} need {index.dim} dimensions, "
+                             f"got shape {tuple(q.shape)}")
+        allowed = self._allowed_ids(sp, f) if f is not None else None
+        try:
+            return index.search(q, k, allowed)
+        except VectorIndexError as e:
+            raise InputError(f"bad query for space {sp.name!r}: {e}") from None
+
+    def window_hits(self, space: str, query_vectors, limit: int = 10,
+                    filter: dict | str | None = None) -> WindowHits:
+        """The nearest ``limit`` windows of a window space for each of ``query_vectors``
+        ``(m, dim)``, as flat arrays and without payloads: what voting over many hits needs
+        (one light query, where :meth:`search` also reads titles, artists and tags).
+        ``filter`` selects tracks as in :meth:`search`, whose errors it raises too."""
+        sp = get_space(space)
+        if sp.owner != "window":
+            raise UnknownSpaceError(f"{space!r} is not a window space")
+        limit, _ = _check_page(limit, 0, max_limit=10_000)
+        searched = self._nearest(sp, query_vectors, limit, filter, None)
+        if searched is None:
+            return WindowHits.empty()
+        scores, ids = searched
+        row, col = np.nonzero(ids >= 0)
+        found = ids[row, col]
+        with self._session() as s:
+            known = {r.id: (r.track_id, r.start) for r in s.execute(
+                select(Window.id, Window.track_id, Window.start)
+                .where(Window.id.in_(np.unique(found).tolist())))}
+        keep = np.array([int(i) in known for i in found], dtype=bool)
+        row, found, score = row[keep], found[keep], scores[row, col][keep]
+        where = [known[int(i)] for i in found]
+        return WindowHits(row.astype(np.int64), found.astype(np.int64),
+                          np.array([w[0] for w in where], dtype=np.int64),
+                          np.array([w[1] for w in where], dtype=np.float64),
+                          score.astype(np.float64))
 
     def get_track(self, track_id: int) -> TrackRecord | None:
         records = self._track_records(select(Track).where(Track.id == int(track_id)))

@@ -417,20 +417,10 @@ class SearchService:
         if self.hum_strategy() == "dtw":
             return self._hum_exhaustive(hum_contour, limit, offset, filter, score_threshold)
         hum_windows = cut(clip, hop=QUERY_HOP_SAMPLES)
-        hits = self.catalog.search(MELODY_WINDOW, melody.embed(hum_windows.audio),
-                                   limit=per_window, filter=filter)
-        best_windows: dict[int, list[tuple[float, dict]]] = defaultdict(list)
-        window, track, start, similarity = [], [], [], []
-        for i, row in enumerate(hits):
-            for h in row:
-                best_windows[h.payload["track_id"]].append((h.score, h.payload))
-                window.append(i)
-                track.append(h.payload["track_id"])
-                start.append(h.payload["start"])
-                similarity.append(h.score)
-        voted, vote = consistent_votes(np.array(window, dtype=np.int64),
-                                       np.array(track, dtype=np.int64), np.array(start),
-                                       np.array(similarity), hum_windows.starts)
+        hits = self.catalog.window_hits(MELODY_WINDOW, melody.embed(hum_windows.audio),
+                                        limit=per_window, filter=filter)
+        voted, vote = consistent_votes(hits.query, hits.track_id, hits.start, hits.score,
+                                       hum_windows.starts)
         votes = dict(zip(voted.tolist(), vote.tolist(), strict=True))
         config = alignment.AlignConfig()
         ids, profiles = self._key_profiles()
@@ -449,23 +439,23 @@ class SearchService:
             if contour is None:
                 continue
             contour = alignment.prepare(contour, config.hop_s)
-            windows = best_windows.get(track_id)
+            mine = hits.track_id == track_id
             # a candidate no hum window hit (brought by its key profile) is aligned whole
-            candidates[track_id] = (_around_best_windows(contour, windows, hum_seconds)
-                                    if windows else contour)
-        ranked = alignment.rank(hum_contour, candidates, config, limit=None)
+            candidates[track_id] = (_around_best_windows(contour, hits.score[mine],
+                                                         hits.start[mine], hum_seconds)
+                                    if mine.any() else contour)
+        threshold = MIN_HUM_SCORE if score_threshold is None else score_threshold
+        ranked = [(track_id, match) for track_id, match
+                  in alignment.rank(hum_contour, candidates, config, limit=None)
+                  if match.score >= threshold]
         results = []
-        for track_id, match in ranked:
-            windows = best_windows.get(track_id)
-            payload = (_track_part(windows[0][1]) if windows
-                       else track_payload(self.catalog.get_track(track_id)))
+        for track_id, match in ranked[offset: offset + limit]:
+            payload = track_payload(self.catalog.get_track(track_id))
             payload.update(match_start=round(match.start_s, 2), match_end=round(match.end_s, 2),
                            votes=round(votes.get(track_id, 0.0), 4),
                            transposition=round(match.shift, 2), tempo=round(match.tempo, 2))
             results.append(Result(track_id, match.score, payload))
-        threshold = MIN_HUM_SCORE if score_threshold is None else score_threshold
-        results = [r for r in results if r.score >= threshold]
-        return self._answer(results[offset: offset + limit])
+        return self._answer(results)
 
     def hum_strategy(self) -> str:
         """How the next hum is searched: the configured strategy, "auto" resolved by the
@@ -637,19 +627,14 @@ class SearchService:
         return SearchAnswer(results, message=None if results else NOTHING_CLOSE)
 
 
-def _around_best_windows(contour, windows: list[tuple[float, dict]], hum_seconds: float):
-    """The track's contour around its three best-matching windows, padded by 1.5 hum
-    lengths each side (room for tempo errors up to ~1.4x and the hum's own offset)."""
-    best = sorted(windows, key=lambda sp: -sp[0])[:3]
-    starts = [p["start"] for _, p in best]
+def _around_best_windows(contour, scores: np.ndarray, starts: np.ndarray,
+                         hum_seconds: float):
+    """The track's contour around its three best-matching windows (``(hits,)`` similarities
+    and start seconds of its window hits), padded by 1.5 hum lengths each side (room for
+    tempo errors up to ~1.4x and the hum's own offset)."""
+    best = starts[np.argsort(-scores, kind="stable")[:3]]
     pad = 1.5 * hum_seconds
-    return contour.crop(min(starts) - pad, max(starts) + 3.0 + pad)
-
-
-def _track_part(payload: dict) -> dict:
-    """A window hit's payload without the window's own fields."""
-    return {k: v for k, v in payload.items()
-            if k not in ("window_id", "start", "end", "voiced")}
+    return contour.crop(float(best.min()) - pad, float(best.max()) + 3.0 + pad)
 
 
 def _and_filters(a: dict | None, b: dict | None) -> dict | None:

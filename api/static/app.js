@@ -224,8 +224,9 @@ function scoreBar(score) {
 }
 
 function trackTags(tags) {
-  // payload tags are {name: score}; track records carry [{name, score, source}]
-  const list = Array.isArray(tags) ? tags.map((t) => [t.name, t.score])
+  // payload tags are {name: score}, [name] (tags scored >= 0.5) or [{name, score, source}]
+  const list = Array.isArray(tags)
+    ? tags.map((t) => (typeof t === "string" ? [t, 1] : [t.name, t.score]))
     : Object.entries(tags || {});
   return el("span", { class: "tags" },
     list.sort((a, b) => b[1] - a[1]).slice(0, 5).map(([t]) => el("span", { class: "tag" }, t)));

@@ -77,6 +77,30 @@ def test_search_track_window_and_artist_spaces(catalog, make_track):
     assert catalog.search("tag-joint", np.ones(5), score_threshold=1.01)[0] == []
 
 
+
+def test_window_hits_agree_with_search_without_payloads(catalog, make_track):
+    ids = [catalog.add_track(make_track(i, tags=[("rock" if i < 3 else "jazz", 0.9)]))[0]
+           for i in range(6)]
+    queries = np.stack([make_track(3).windows[1].vectors["melody-window"],
+                        make_track(5).windows[0].vectors["melody-window"]])
+    hits = catalog.window_hits("melody-window", queries, limit=4)
+    full = catalog.search("melody-window", queries, limit=4)
+    assert hits.query.tolist() == [0] * 4 + [1] * 4
+    assert hits.window_id.tolist() == [h.id for row in full for h in row]
+    assert hits.track_id.tolist() == [h.payload["track_id"] for row in full for h in row]
+    assert hits.start.tolist() == [h.payload["start"] for row in full for h in row]
+    np.testing.assert_allclose(hits.score, [h.score for row in full for h in row], rtol=1e-6)
+    assert (hits.track_id[0], hits.start[0]) == (ids[3], 1.5)
+    jazz = catalog.window_hits("melody-window", queries, limit=4,
+                               filter={"must": [{"key": "tag", "match": {"value": "jazz"}}]})
+    assert set(jazz.track_id.tolist()) <= set(ids[3:]) and len(jazz.query) == 8
+    with pytest.raises(UnknownSpaceError):
+        catalog.window_hits("timbre-track", queries[0])
+    with pytest.raises(InputError):
+        catalog.window_hits("melody-window", np.ones(3))
+    with pytest.raises(FilterError):
+        catalog.window_hits("melody-window", queries, filter={"nope": 1})
+
 def test_artist_vector_is_mean_of_its_tracks(catalog, make_track):
     a = np.array([1.0, 0, 0, 0, 0, 0, 0, 0])
     b = np.array([0, 1.0, 0, 0, 0, 0, 0, 0])
