@@ -210,8 +210,10 @@ def choose_c(
 ) -> tuple[float, dict[float, float]]:
     """Regularisation for unseen singers: leave-singers-out cross-validated accuracy
     (``groups``: one singer id per track) of :meth:`GenderClassifier.fit` for each ``C`` in
-    ``grid``. Returns ``(best C, {C: accuracy})``; ties go to the smaller ``C``."""
-    from sklearn.model_selection import GroupKFold
+    ``grid``. Folds keep the genders' shares as far as whole singers allow (a fold of mostly
+    one gender would bias the held-out predictions towards the other). Returns ``(best C,
+    {C: accuracy})``; ties go to the smaller ``C``."""
+    from sklearn.model_selection import StratifiedGroupKFold
 
     vectors = np.asarray(vectors, dtype=np.float32)
     genders = np.asarray(genders)
@@ -222,7 +224,7 @@ def choose_c(
     scores = {}
     for c in grid:
         hits = 0
-        for tr, te in GroupKFold(folds).split(vectors, genders, groups):
+        for tr, te in StratifiedGroupKFold(folds).split(vectors, genders, groups):
             if len(set(genders[tr].tolist())) < 2:
                 continue  # a fold without both genders cannot be fitted; count it as missed
             clf = GenderClassifier.fit(vectors[tr], genders[tr].tolist(), c=c,

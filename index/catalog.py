@@ -106,8 +106,7 @@ class WindowHits:
 
     @classmethod
     def empty(cls) -> WindowHits:
-        none = np.zeros(0, dtype=np.int64)
-        return cls(none, none, none, np.zeros(0), np.zeros(0))
+        return cls(*(np.zeros(0, dtype=np.int64) for _ in range(3)), np.zeros(0), np.zeros(0))
 
 
 @dataclass
@@ -493,7 +492,7 @@ class Catalog:
         if sp.owner != "window":
             raise UnknownSpaceError(f"{space!r} is not a window space")
         limit, _ = _check_page(limit, 0, max_limit=10_000)
-        searched = self._nearest(sp, query_vectors, limit, filter, None)
+        searched = self._nearest(sp, query_vectors, limit + _SLACK, filter, None)
         if searched is None:
             return WindowHits.empty()
         scores, ids = searched
@@ -503,8 +502,11 @@ class Catalog:
             known = {r.id: (r.track_id, r.start) for r in s.execute(
                 select(Window.id, Window.track_id, Window.start)
                 .where(Window.id.in_(np.unique(found).tolist())))}
+        # stale ids (gone from SQL) are dropped; each query keeps its best `limit` of the rest
         keep = np.array([int(i) in known for i in found], dtype=bool)
         row, found, score = row[keep], found[keep], scores[row, col][keep]
+        rank = np.arange(len(row)) - np.searchsorted(row, row)  # place within its query
+        row, found, score = row[rank < limit], found[rank < limit], score[rank < limit]
         where = [known[int(i)] for i in found]
         return WindowHits(row.astype(np.int64), found.astype(np.int64),
                           np.array([w[0] for w in where], dtype=np.int64),

@@ -84,7 +84,9 @@ def _separate_all(songs: dict, source: str, separator: str, cache: Path, console
 def _vocals_path(song, source: str, label: str, cache: Path) -> Path:
     from recsys.bench.vocals import separated_path
 
-    return song.vocals if source == "clean" else separated_path(song, label, cache)
+    # "clean" as the separator (resolve_separator) also means the clean stems
+    return (song.vocals if source == "clean" or label == "clean"
+            else separated_path(song, label, cache))
 
 
 def split_window_set(songs: list, source: str, label: str, config, per_track: int,
@@ -325,6 +327,8 @@ def fit_gender(model, sets: dict, songs: dict, weighted: bool, pitch_of=None):
     (``sets["val"]``: other songs of the train singers), then by fewer inputs and the
     smaller ``C``. Val alone cannot choose: it holds only singers the classifier was fitted
     on, where every option scores near 1. Returns ``(classifier, meta)``."""
+    import hashlib
+
     import numpy as np
 
     from embeddings.gender import C_GRID, GenderClassifier, choose_c
@@ -353,6 +357,11 @@ def fit_gender(model, sets: dict, songs: dict, weighted: bool, pitch_of=None):
                 np.array(fitted[name, c].predict(vv, val_pitch)[0]) == truth))
     best = max(fitted, key=lambda k: (cv[k[0]][float(k[1])], val_acc[k], k[0] == "vector",
                                       -k[1]))
+    clf = fitted[best]
+    # the version names the fitted weights, so a refit in the same space is told apart
+    digest = hashlib.sha1(np.concatenate([clf.coef, [clf.intercept, clf.pitch_coef or 0.0]])
+                          .astype(np.float64).tobytes()).hexdigest()[:8]
+    clf.version = f"gender-logreg-{model.version}-{digest}"
     meta = {"inputs": best[0], "c": best[1], "val_acc": val_acc[best],
             "leave_singers_out_cv_acc": cv[best[0]][float(best[1])],
             "val_acc_by_c": {f"{n} C={c}": a for (n, c), a in val_acc.items()},
@@ -360,8 +369,9 @@ def fit_gender(model, sets: dict, songs: dict, weighted: bool, pitch_of=None):
                                               for c, a in cv[n].items()},
             "train_tracks": len(tt), "train_singers": len(set(singers)),
             "pitch_input": best[0] == "vector+pitch",
-            "selected_on": "leave-singers-out CV accuracy on train, then val accuracy"}
-    return fitted[best], meta
+            "selected_on": "leave-singers-out CV accuracy on train (folds stratified by "
+                           "gender), then val accuracy"}
+    return clf, meta
 
 
 @train_app.command("gender")
@@ -389,24 +399,25 @@ def train_gender(
     import torch
     from rich.console import Console
 
-    from embeddings.timbre import PRETRAINED, TimbreNet, voicing_weighted
+    from embeddings.timbre import PRETRAINED, TimbreNet, TimbreWeightsError, voicing_weighted
     from recsys.bench.result import invoked_command
 
     console = Console()
     torch.set_num_threads(threads)
     _, _, songs = _training_songs(data, extra)
-    encoder = TimbreNet.load(weights or PRETRAINED)
-    label = _separate_all(songs, "separated", separator, cache, console)
     singer_index = {s: i for i, s in enumerate(sorted({s.singer_id for split in songs.values()
                                                        for s in split}))}
-    sets = {split: split_window_set(songs[split], "separated", label, encoder.config,
-                                    windows_per_track, False, seed, cache, singer_index,
-                                    console, split)
-            for split in ("train", "val")}
-    pitch_of = _pitch_reader(songs, "separated", label, cache) if pitch else None
     try:
+        encoder = TimbreNet.load(weights or PRETRAINED)
+        label = _separate_all(songs, "separated", separator, cache, console)
+        sets = {split: split_window_set(songs[split], "separated", label, encoder.config,
+                                        windows_per_track, False, seed, cache, singer_index,
+                                        console, split)
+                for split in ("train", "val")}
+        pitch_of = _pitch_reader(songs, "separated", label, cache) if pitch else None
         clf, meta = fit_gender(encoder, sets, songs, voicing_weighted(encoder), pitch_of)
-    except ValueError as e:  # e.g. one gender or one singer among the train songs
+    except (TimbreWeightsError, RuntimeError, ValueError) as e:
+        # missing weights, an unknown separator, no voiced song, one gender or one singer
         typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
     path = out or (weights or PRETRAINED).with_name(

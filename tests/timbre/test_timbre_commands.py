@@ -119,6 +119,9 @@ def test_train_command_then_gender_refit_and_plot(corpus, tmp_path):
     assert (spec["pitch"] is not None) == (meta["inputs"] == "vector+pitch")
     res = runner.invoke(app, ["train", "gender", "--data", str(tmp_path / "nothing")])
     assert res.exit_code == 2 and "Traceback" not in res.output
+    res = runner.invoke(app, ["train", "gender", "--data", str(corpus), "--weights",
+                              str(tmp_path / "missing.safetensors"), "--separator", "mixture"])
+    assert res.exit_code == 2 and "not found" in res.output and "Traceback" not in res.output
 
     png = tmp_path / "singers.png"
     res = runner.invoke(app, [
