@@ -258,7 +258,8 @@ def search_one(hum: np.ndarray, tracks: list[CatalogTrack], prepared, index: Win
     parts["embed"] = (time.perf_counter() - t) * 1e3
     t = time.perf_counter()
     votes, sims, ids = index.votes(emb, hum_windows.starts, per_window, hits=True)
-    voted = [int(i) for i in np.argsort(-votes, kind="stable") if np.isfinite(votes[i])]
+    by_votes = np.argsort(-votes, kind="stable")
+    voted = by_votes[np.isfinite(votes[by_votes])].tolist()
     parts["search"] = (time.perf_counter() - t) * 1e3
     orders["tcae"] = voted
 
@@ -270,7 +271,8 @@ def search_one(hum: np.ndarray, tracks: list[CatalogTrack], prepared, index: Win
         head = [i for i, _ in alignment.costs(contour, top, config)]
         if head:
             alignment.rank(contour, {head[0]: top[head[0]]}, config, limit=1)
-        return head + [i for i in order if i not in set(head)]
+        aligned = set(head)
+        return head + [i for i in order if i not in aligned]
 
     t = time.perf_counter()
     orders["tcae_dtw"] = rerank(voted) if has_melody else []
@@ -396,7 +398,8 @@ def run(
         dtw_pos = {t: r for r, t in enumerate(orders["dtw"])}
         for k in SWEEP_K:
             head = sorted((t for t in orders["tcae"][:k] if t in dtw_pos), key=dtw_pos.get)
-            rest = [t for t in orders["tcae"] if t not in set(head)]
+            in_head = set(head)
+            rest = [t for t in orders["tcae"] if t not in in_head]
             o.ranks[f"tcae_dtw_k{k}"] = _rank_of(head + rest, target) if has_melody else np.inf
         o.ms["dtw"] = parts["contour"] + parts["dtw"]
         o.ms["tcae"] = parts["embed"] + parts["search"]
