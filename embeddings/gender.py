@@ -32,6 +32,13 @@ PRETRAINED = WEIGHTS_DIR / "timbre-contrastive-gender.safetensors"
 C_GRID = (0.01, 0.1, 1.0, 10.0)
 
 
+def path_beside(encoder_path: str | os.PathLike) -> Path:
+    """Where the gender classifier of the timbre encoder at ``encoder_path`` lives:
+    ``<encoder>-gender.safetensors`` beside it."""
+    encoder_path = Path(encoder_path)
+    return encoder_path.with_name(encoder_path.stem + "-gender.safetensors")
+
+
 class GenderWeightsError(FileNotFoundError):
     """The gender classifier's weights are missing or unreadable."""
 

@@ -155,7 +155,8 @@ def consistent_votes(
     bins = np.floor(offset[..., None] / tolerance_s + np.array([0.0, 0.5])).astype(np.int64)
     bins -= bins.min()
     variants = np.arange(bins.shape[1] * 2).reshape(bins.shape[1], 2)  # (tempo, phase)
-    group = (t[:, None, None] * variants.size + variants) * (bins.max() + 1) + bins
+    per_track = variants.size * (int(bins.max()) + 1)  # groups (tempo, phase, bin) a track
+    group = t[:, None, None] * per_track + variants * (int(bins.max()) + 1) + bins
     n_windows = int(window.max()) + 1
     key = (group * n_windows + window[:, None, None]).ravel()
     order = np.argsort(key, kind="stable")
@@ -165,7 +166,7 @@ def consistent_votes(
     first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
     best, group = np.maximum.reduceat(sims, first), key[first] // n_windows
     first = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
-    totals, owner = np.add.reduceat(best, first), group[first] // (variants.size * (bins.max() + 1))
+    totals, owner = np.add.reduceat(best, first), group[first] // per_track
     first = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
     return tracks[owner[first]], np.maximum.reduceat(totals, first)
 
@@ -444,7 +445,7 @@ class SearchService:
             contour = alignment.prepare(contour, config.hop_s)
             mine = hits.track_id == track_id
             # a candidate no hum window hit (brought by its key profile) is aligned whole
-            candidates[track_id] = (_around_best_windows(contour, hits.score[mine],
+            candidates[track_id] = (around_best_windows(contour, hits.score[mine],
                                                          hits.start[mine], hum_seconds)
                                     if mine.any() else contour)
         threshold = MIN_HUM_SCORE if score_threshold is None else score_threshold
@@ -633,7 +634,7 @@ class SearchService:
         return SearchAnswer(results, message=None if results else NOTHING_CLOSE)
 
 
-def _around_best_windows(contour, scores: np.ndarray, starts: np.ndarray,
+def around_best_windows(contour, scores: np.ndarray, starts: np.ndarray,
                          hum_seconds: float):
     """The track's contour around its three best-matching windows (``(hits,)`` similarities
     and start seconds of its window hits), padded by 1.5 hum lengths each side (room for

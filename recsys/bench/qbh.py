@@ -39,6 +39,7 @@ from recsys.pipeline import melodic_windows
 from recsys.search import (
     HUM_HITS_PER_WINDOW,
     HUM_RERANK,
+    around_best_windows,
     consistent_votes,
     hum_candidate_order,
 )
@@ -183,23 +184,25 @@ class WindowRetrieval:
         for hum_windows, target in self.queries:
             votes = index.votes(encoder.embed(hum_windows.audio), hum_windows.starts,
                                 self.per_window)
-            order = [int(i) for i in np.argsort(-votes, kind="stable") if np.isfinite(votes[i])]
-            ranks.append(_rank_of(order, {target}))
+            ranks.append(_rank_of(_vote_order(votes), {target}))
         return {**rank_metrics(ranks),
                 "recall_at_50": round(float(np.mean(np.array(ranks) <= 50)), 4),
                 "queries": len(ranks), "tracks": self.n_tracks}
 
 
 def _around_hits(ref, track: int, index: WindowIndex, sims, ids, hum_s: float):
-    """``ref`` cropped to its best-matching windows (the 3 best hits), padded by 1.5 hum
-    lengths on each side (tempo errors up to ~1.4x and the hum's window offset)."""
+    """``ref`` cropped around its best-matching windows as the service crops it
+    (:func:`recsys.search.around_best_windows`); whole if no hum window hit it."""
     mask = (ids >= 0) & (index.track_of[np.maximum(ids, 0)] == track)
     if not mask.any():
         return ref
-    best = np.argsort(-sims[mask])[:3]
-    starts = index.starts[ids[mask][best]]
-    pad = 1.5 * hum_s
-    return ref.crop(float(starts.min()) - pad, float(starts.max()) + 3.0 + pad)
+    return around_best_windows(ref, sims[mask], index.starts[ids[mask]], hum_s)
+
+
+def _vote_order(votes: np.ndarray) -> list[int]:
+    """Track numbers of the tracks some hum window hit, most votes first."""
+    order = np.argsort(-votes, kind="stable")
+    return order[np.isfinite(votes[order])].tolist()
 
 
 def rank_metrics(ranks) -> dict[str, float]:
@@ -258,8 +261,7 @@ def search_one(hum: np.ndarray, tracks: list[CatalogTrack], prepared, index: Win
     parts["embed"] = (time.perf_counter() - t) * 1e3
     t = time.perf_counter()
     votes, sims, ids = index.votes(emb, hum_windows.starts, per_window, hits=True)
-    by_votes = np.argsort(-votes, kind="stable")
-    voted = by_votes[np.isfinite(votes[by_votes])].tolist()
+    voted = _vote_order(votes)
     parts["search"] = (time.perf_counter() - t) * 1e3
     orders["tcae"] = voted
 

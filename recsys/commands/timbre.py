@@ -186,6 +186,7 @@ def train_timbre(
     from rich.console import Console
     from rich.progress import Progress
 
+    from embeddings.gender import path_beside
     from embeddings.timbre import WEIGHTED_TRACK_VECTOR, TimbreConfig, TimbreNet
     from embeddings.timbre_train import TrainConfig, WindowSet, evaluate, train
     from recsys.bench.result import invoked_command
@@ -267,7 +268,7 @@ def train_timbre(
     clf, gender_meta = fit_gender(best, gender_sets, songs, weighted,
                                   pitch_of if gender_pitch else None)
     val_acc, gender_c = gender_meta["val_acc"], gender_meta["c"]
-    clf.save(out.with_name(out.stem + "-gender.safetensors"), meta=gender_meta)
+    clf.save(path_beside(out), meta=gender_meta)
     if holdout_singers:
         vectors, tracks = track_vectors(best, sets["holdout"], weighted)
         pitches = (None if not gender_pitch
@@ -350,9 +351,8 @@ def fit_gender(model, sets: dict, songs: dict, weighted: bool, pitch_of=None):
     for name, (train_pitch, val_pitch) in options.items():
         _, cv[name] = choose_c(vt, genders, singers, train_pitch)
         for c in C_GRID:
-            fitted[name, c] = GenderClassifier.fit(
-                vt, genders, c=c, pitches=train_pitch,
-                version=f"gender-logreg-{model.version}", encoder_version=model.version)
+            fitted[name, c] = GenderClassifier.fit(vt, genders, c=c, pitches=train_pitch,
+                                                   encoder_version=model.version)
             val_acc[name, c] = float(np.mean(
                 np.array(fitted[name, c].predict(vv, val_pitch)[0]) == truth))
     best = max(fitted, key=lambda k: (cv[k[0]][float(k[1])], val_acc[k], k[0] == "vector",
@@ -399,6 +399,7 @@ def train_gender(
     import torch
     from rich.console import Console
 
+    from embeddings.gender import path_beside
     from embeddings.timbre import PRETRAINED, TimbreNet, TimbreWeightsError, voicing_weighted
     from recsys.bench.result import invoked_command
 
@@ -420,8 +421,7 @@ def train_gender(
         # missing weights, an unknown separator, no voiced song, one gender or one singer
         typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
-    path = out or (weights or PRETRAINED).with_name(
-        Path(weights or PRETRAINED).stem + "-gender.safetensors")
+    path = out or path_beside(weights or PRETRAINED)
     clf.save(path, meta={**meta, "separator": label, "command": invoked_command()})
     console.print(f"wrote {path}: inputs {meta['inputs']}, C={meta['c']}, leave-singers-out "
                   f"CV accuracy {meta['leave_singers_out_cv_acc']:.3f}, val accuracy "

@@ -77,7 +77,6 @@ def test_search_track_window_and_artist_spaces(catalog, make_track):
     assert catalog.search("tag-joint", np.ones(5), score_threshold=1.01)[0] == []
 
 
-
 def test_window_hits_agree_with_search_without_payloads(catalog, make_track):
     ids = [catalog.add_track(make_track(i, tags=[("rock" if i < 3 else "jazz", 0.9)]))[0]
            for i in range(6)]
@@ -100,6 +99,7 @@ def test_window_hits_agree_with_search_without_payloads(catalog, make_track):
         catalog.window_hits("melody-window", np.ones(3))
     with pytest.raises(FilterError):
         catalog.window_hits("melody-window", queries, filter={"nope": 1})
+
 
 def test_artist_vector_is_mean_of_its_tracks(catalog, make_track):
     a = np.array([1.0, 0, 0, 0, 0, 0, 0, 0])
