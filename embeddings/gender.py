@@ -1,14 +1,22 @@
 """Singer gender (male / female) predicted from a timbre track vector and, optionally, the
 track's median sung pitch.
 
-A logistic regression on the encoder's ``(dim,)`` track vectors (plus one standardised
-pitch input when fitted with pitches), fitted on the training split's tracks by
-``recsys train timbre`` and shipped beside the encoder
-(``embeddings/weights/timbre-contrastive-gender.*``), or refitted for a trained encoder by
-``recsys train gender``. Its inputs (with or without pitch) and regularisation ``C`` are
-chosen by leave-singers-out cross-validation on the train songs (:func:`choose_c`): the
-classifier meets singers it was never fitted on. The prediction becomes the tag
-``male vocal`` / ``female vocal`` and a search filter.
+Two kinds of classifier, fitted on the training split's tracks by ``recsys train timbre``
+(or refitted for a trained encoder by ``recsys train gender``) and shipped beside the
+encoder (``embeddings/weights/timbre-contrastive-gender.*``):
+
+- :class:`GenderClassifier`: a logistic regression on the vector (plus one standardised
+  pitch input).
+- :class:`NeighbourGenderClassifier`: the majority gender of the ``k`` nearest training
+  tracks, in the vector space with the standardised pitch as one more (weighted) axis. The
+  contrastive space is organised by who sings, not along one gender direction, so a
+  singer's nearest neighbours (often other personas of the same voice) tell the gender
+  better than a linear boundary fitted on a few dozen singers.
+
+Which kind, inputs (with or without pitch) and setting (``C``; ``k`` and the pitch weight)
+are chosen by leave-singers-out cross-validation on the train songs
+(:func:`leave_singers_out_accuracy`): the classifier meets singers it was never fitted on.
+The prediction becomes the tag ``male vocal`` / ``female vocal`` and a search filter.
 
 The pitch input is the median of the track's sung pitch contour (MIDI,
 :func:`median_pitch`; ingest already computes the contour for the melody space). A track
@@ -17,9 +25,10 @@ whose contour has no voiced frame gets the training mean, i.e. no pitch evidence
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +39,9 @@ LABELS = ("female", "male")
 TAGS = {"female": "female vocal", "male": "male vocal"}
 PRETRAINED = WEIGHTS_DIR / "timbre-contrastive-gender.safetensors"
 C_GRID = (0.01, 0.1, 1.0, 10.0)
+K_GRID = (1, 3, 5, 9, 15)  # neighbours
+# the pitch axis' standard deviation, in units of distance between unit track vectors
+PITCH_WEIGHT_GRID = (0.2, 0.4, 0.8)
 
 
 def path_beside(encoder_path: str | os.PathLike) -> Path:
@@ -60,10 +72,99 @@ def _labels(genders: Sequence[str]) -> np.ndarray:
     return y
 
 
-class GenderClassifier:
+class _Classifier:
+    """What both kinds share: labels from ``predict_proba``, atomic save, load by kind."""
+
+    kind = ""
+    version: str
+    encoder_version: str | None
+    dim: int
+    meta: dict
+
+    def predict_proba(self, vectors: np.ndarray, pitches: np.ndarray | None = None) -> np.ndarray:
+        raise NotImplementedError
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The fitted numbers, as saved."""
+        raise NotImplementedError
+
+    def digest(self) -> str:
+        """A short hash of the fitted numbers and settings (names a refit apart)."""
+        import hashlib
+
+        from safetensors.numpy import save
+
+        settings = {k: v for k, v in vars(self).items()
+                    if isinstance(v, (int, float, str, type(None))) and k != "version"}
+        return hashlib.sha1(save(self.arrays()) + repr(sorted(settings.items())).encode()
+                            ).hexdigest()[:8]
+
+    def predict(
+        self, vectors: np.ndarray, pitches: np.ndarray | None = None
+    ) -> tuple[list[str], np.ndarray]:
+        """``(n, dim)`` (+ ``(n,)`` pitches) -> (labels ``"male"``/``"female"``, ``(n,)``
+        probability of that label)."""
+        p_male = self.predict_proba(vectors, pitches)
+        labels = [LABELS[int(p >= 0.5)] for p in p_male]
+        return labels, np.where(p_male >= 0.5, p_male, 1.0 - p_male).astype(np.float32)
+
+    def _check(self, vectors: np.ndarray, pitches: np.ndarray | None) -> tuple:
+        vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        if vectors.shape[1] != self.dim:
+            raise ValueError(f"expected vectors of dim {self.dim}, got {vectors.shape[1]}")
+        if pitches is not None:
+            pitches = np.atleast_1d(np.asarray(pitches, dtype=np.float64))
+            if pitches.shape != (len(vectors),):
+                raise ValueError(f"pitches has shape {pitches.shape}, expected ({len(vectors)},)")
+        return vectors, pitches
+
+    def _write(self, path: str | os.PathLike, arrays: dict[str, np.ndarray], spec: dict,
+               meta: dict | None) -> None:
+        from safetensors.numpy import save_file
+
+        path = Path(path).with_suffix(".safetensors")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".safetensors.tmp")
+        save_file(arrays, str(tmp))
+        os.chmod(tmp, 0o644)  # safetensors writes owner-only; weights are shipped files
+        tmp_json = path.with_suffix(".json.tmp")
+        spec = {"kind": self.kind, "version": self.version, "labels": list(LABELS),
+                "dim": self.dim, "encoder_version": self.encoder_version, **spec}
+        if meta:
+            spec["meta"] = meta
+        tmp_json.write_text(json.dumps(spec, indent=2) + "\n")
+        os.replace(tmp, path)
+        os.replace(tmp_json, path.with_suffix(".json"))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> GenderClassifier | NeighbourGenderClassifier:
+        """Either kind, as its ``.json`` says (files without a kind are logistic)."""
+        from safetensors.numpy import load_file
+
+        path = Path(path).with_suffix(".safetensors")
+        if not path.exists() or not path.with_suffix(".json").exists():
+            raise GenderWeightsError(
+                f"gender classifier not found at {path}; `recsys train timbre` writes it"
+            )
+        try:
+            spec = json.loads(path.with_suffix(".json").read_text())
+            kinds = {k.kind: k for k in (GenderClassifier, NeighbourGenderClassifier)}
+            kind = kinds[spec.get("kind", GenderClassifier.kind)]
+            if not issubclass(kind, cls):
+                raise ValueError(f"it holds a {kind.kind} classifier")
+            clf = kind._from(load_file(str(path)), spec)
+            clf.meta = spec.get("meta") or {}
+            return clf
+        except (OSError, ValueError, KeyError) as err:
+            raise GenderWeightsError(f"cannot read gender classifier {path}: {err}") from err
+
+
+class GenderClassifier(_Classifier):
     """``p(male | v, f0) = sigmoid(v . coef + pitch_coef * (f0 - pitch_mean) / pitch_std
     + intercept)`` on ``(n, dim)`` track vectors and ``(n,)`` median pitches (MIDI); the
     pitch term is absent when ``pitch_coef`` is None."""
+
+    kind = "logistic"
 
     def __init__(self, coef: np.ndarray, intercept: float, version: str = "gender-logreg-0",
                  encoder_version: str | None = None, pitch_coef: float | None = None,
@@ -96,13 +197,7 @@ class GenderClassifier:
         y = _labels(genders)
         x, mean, std = vectors, 0.0, 1.0
         if pitches is not None:
-            pitches = np.asarray(pitches, dtype=np.float64)
-            if pitches.shape != (len(vectors),):
-                raise ValueError(f"pitches has shape {pitches.shape}, expected ({len(vectors)},)")
-            known = pitches[np.isfinite(pitches)]
-            if len(known) < 2:
-                raise ValueError("need the median pitch of at least two tracks")
-            mean, std = float(known.mean()), float(max(known.std(), 1e-3))
+            mean, std = _pitch_scale(pitches, len(vectors))
             x = np.hstack([vectors, _standard(pitches, mean, std)[:, None]])
         model = LogisticRegression(C=c, max_iter=5000).fit(x, y)
         coef = model.coef_[0]
@@ -111,79 +206,131 @@ class GenderClassifier:
                    pitch_mean=mean, pitch_std=std, c=c)
 
     def predict_proba(self, vectors: np.ndarray, pitches: np.ndarray | None = None) -> np.ndarray:
-        """``(n, dim)`` (+ ``(n,)`` median pitches if the classifier uses pitch; NaN or
+        """``(n, dim)`` (+ ``(n,)`` median pitches (MIDI) if the classifier uses pitch; NaN or
         None: unknown) -> ``(n,)`` probability that the singer is male."""
-        vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
-        if vectors.shape[1] != self.dim:
-            raise ValueError(f"expected vectors of dim {self.dim}, got {vectors.shape[1]}")
+        vectors, pitches = self._check(vectors, pitches)
         logit = vectors @ self.coef + self.intercept
         if self.uses_pitch and pitches is not None:
-            pitches = np.atleast_1d(np.asarray(pitches, dtype=np.float64))
-            if pitches.shape != (len(vectors),):
-                raise ValueError(f"pitches has shape {pitches.shape}, expected ({len(vectors)},)")
             logit = logit + self.pitch_coef * _standard(pitches, self.pitch_mean, self.pitch_std)
         return 1.0 / (1.0 + np.exp(-logit))
 
-    def predict(
-        self, vectors: np.ndarray, pitches: np.ndarray | None = None
-    ) -> tuple[list[str], np.ndarray]:
-        """``(n, dim)`` (+ ``(n,)`` pitches) -> (labels ``"male"``/``"female"``, ``(n,)``
-        probability of that label)."""
-        p_male = self.predict_proba(vectors, pitches)
-        labels = [LABELS[int(p >= 0.5)] for p in p_male]
-        return labels, np.where(p_male >= 0.5, p_male, 1.0 - p_male).astype(np.float32)
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"coef": self.coef, "intercept": np.array([self.intercept], np.float32)}
 
     def save(self, path: str | os.PathLike, meta: dict | None = None) -> None:
-        from safetensors.numpy import save_file
-
-        path = Path(path).with_suffix(".safetensors")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".safetensors.tmp")
-        save_file({"coef": self.coef, "intercept": np.array([self.intercept], np.float32)},
-                  str(tmp))
-        os.chmod(tmp, 0o644)  # safetensors writes owner-only; weights are shipped files
-        tmp_json = path.with_suffix(".json.tmp")
-        spec = {"version": self.version, "labels": list(LABELS), "dim": self.dim,
-                "encoder_version": self.encoder_version, "c": self.c,
-                "inputs": ["timbre track vector"] + (["median sung pitch (MIDI)"]
-                                                      if self.uses_pitch else []),
-                "pitch": None if not self.uses_pitch else {
-                    "coef": self.pitch_coef, "mean": self.pitch_mean, "std": self.pitch_std}}
-        if meta:
-            spec["meta"] = meta
-        tmp_json.write_text(json.dumps(spec, indent=2) + "\n")
-        os.replace(tmp, path)
-        os.replace(tmp_json, path.with_suffix(".json"))
+        self._write(path, self.arrays(),
+                    {"c": self.c,
+                     "inputs": ["timbre track vector"] + (["median sung pitch (MIDI)"]
+                                                           if self.uses_pitch else []),
+                     "pitch": None if not self.uses_pitch else {
+                         "coef": self.pitch_coef, "mean": self.pitch_mean,
+                         "std": self.pitch_std}}, meta)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> GenderClassifier:
-        from safetensors.numpy import load_file
-
-        path = Path(path).with_suffix(".safetensors")
-        if not path.exists() or not path.with_suffix(".json").exists():
-            raise GenderWeightsError(
-                f"gender classifier not found at {path}; `recsys train timbre` writes it"
-            )
-        try:
-            spec = json.loads(path.with_suffix(".json").read_text())
-            arrays = load_file(str(path))
-            pitch = spec.get("pitch") or {}
-            clf = cls(arrays["coef"], float(arrays["intercept"][0]), spec["version"],
-                      spec.get("encoder_version"), pitch_coef=pitch.get("coef"),
-                      pitch_mean=pitch.get("mean", 0.0), pitch_std=pitch.get("std", 1.0),
-                      c=spec.get("c"))
-            clf.meta = spec.get("meta") or {}
-            return clf
-        except (OSError, ValueError, KeyError) as err:
-            raise GenderWeightsError(f"cannot read gender classifier {path}: {err}") from err
+    def _from(cls, arrays: dict, spec: dict) -> GenderClassifier:
+        pitch = spec.get("pitch") or {}
+        return cls(arrays["coef"], float(arrays["intercept"][0]), spec["version"],
+                   spec.get("encoder_version"), pitch_coef=pitch.get("coef"),
+                   pitch_mean=pitch.get("mean", 0.0), pitch_std=pitch.get("std", 1.0),
+                   c=spec.get("c"))
 
 
-def load_pretrained() -> GenderClassifier:
+class NeighbourGenderClassifier(_Classifier):
+    """``p(male | v, f0)`` = the share of men among the ``k`` training tracks nearest to
+    ``[v, pitch_weight * (f0 - pitch_mean) / pitch_std]`` (Euclidean; the pitch axis is
+    absent when ``pitch_weight`` is None). Holds the ``(n, dim)`` training vectors, their
+    ``(n,)`` standardised pitches and ``(n,)`` labels (1 male)."""
+
+    kind = "neighbours"
+
+    def __init__(self, vectors: np.ndarray, labels: np.ndarray, k: int,
+                 pitches: np.ndarray | None = None, pitch_weight: float | None = None,
+                 pitch_mean: float = 0.0, pitch_std: float = 1.0,
+                 version: str = "gender-knn-0", encoder_version: str | None = None):
+        if (pitches is None) != (pitch_weight is None):
+            raise ValueError("give the training pitches and their weight together")
+        self.vectors = np.asarray(vectors, dtype=np.float32)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        if not 1 <= k <= len(self.labels):
+            raise ValueError(f"k must be in 1..{len(self.labels)}, got {k}")
+        self.k = int(k)
+        self.pitches = None if pitches is None else np.asarray(pitches, dtype=np.float32)
+        self.pitch_weight = None if pitch_weight is None else float(pitch_weight)
+        self.pitch_mean, self.pitch_std = float(pitch_mean), float(pitch_std)
+        self.version = version
+        self.encoder_version = encoder_version
+        self.dim = self.vectors.shape[1]
+        self.meta: dict = {}
+
+    @property
+    def uses_pitch(self) -> bool:
+        return self.pitch_weight is not None
+
+    @classmethod
+    def fit(
+        cls, vectors: np.ndarray, genders: Sequence[str], k: int = 5,
+        version: str = "gender-knn-0", encoder_version: str | None = None,
+        pitches: np.ndarray | None = None, pitch_weight: float = 0.4,
+    ) -> NeighbourGenderClassifier:
+        """Keep ``(n, dim)`` track vectors labelled ``"male"`` / ``"female"`` (and their
+        ``(n,)`` median pitches, NaN allowed, as one more axis when given). ``k`` is at most
+        ``n``."""
+        y = _labels(genders)
+        k = min(k, len(y))
+        if pitches is None:
+            return cls(vectors, y, k, version=version, encoder_version=encoder_version)
+        mean, std = _pitch_scale(pitches, len(y))
+        return cls(vectors, y, k, _standard(pitches, mean, std), pitch_weight, mean, std,
+                   version, encoder_version)
+
+    def predict_proba(self, vectors: np.ndarray, pitches: np.ndarray | None = None) -> np.ndarray:
+        """``(n, dim)`` (+ ``(n,)`` median pitches (MIDI) if the classifier uses pitch; NaN or
+        None: unknown, taken as the training mean) -> ``(n,)`` share of men among the
+        ``k`` nearest training tracks."""
+        vectors, pitches = self._check(vectors, pitches)
+        d2 = ((vectors ** 2).sum(1)[:, None] + (self.vectors ** 2).sum(1)[None]
+              - 2.0 * vectors @ self.vectors.T)
+        if self.uses_pitch:
+            z = (np.zeros(len(vectors)) if pitches is None
+                 else _standard(pitches, self.pitch_mean, self.pitch_std))
+            d2 = d2 + (self.pitch_weight * (z[:, None] - self.pitches[None])) ** 2
+        nearest = np.argpartition(d2, self.k - 1, axis=1)[:, : self.k]
+        return self.labels[nearest].mean(axis=1)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        arrays = {"vectors": self.vectors, "labels": self.labels}
+        if self.uses_pitch:
+            arrays["pitches"] = self.pitches
+        return arrays
+
+    def save(self, path: str | os.PathLike, meta: dict | None = None) -> None:
+        self._write(path, self.arrays(), {
+            "k": self.k,
+            "inputs": ["timbre track vector"] + (["median sung pitch (MIDI)"]
+                                                  if self.uses_pitch else []),
+            "pitch": None if not self.uses_pitch else {
+                "weight": self.pitch_weight, "mean": self.pitch_mean, "std": self.pitch_std}},
+            meta)
+
+    @classmethod
+    def _from(cls, arrays: dict, spec: dict) -> NeighbourGenderClassifier:
+        pitch = spec.get("pitch") or {}
+        return cls(arrays["vectors"], arrays["labels"], int(spec["k"]), arrays.get("pitches"),
+                   pitch.get("weight"), pitch.get("mean", 0.0), pitch.get("std", 1.0),
+                   spec["version"], spec.get("encoder_version"))
+
+
+def load_classifier(path: str | os.PathLike) -> GenderClassifier | NeighbourGenderClassifier:
+    """The classifier at ``path``, of whichever kind it is."""
+    return _Classifier.load(path)
+
+
+def load_pretrained() -> GenderClassifier | NeighbourGenderClassifier:
     """The classifier shipped with the contrastive encoder."""
-    return GenderClassifier.load(PRETRAINED)
+    return load_classifier(PRETRAINED)
 
 
-def load_for(encoder) -> GenderClassifier | None:
+def load_for(encoder) -> GenderClassifier | NeighbourGenderClassifier | None:
     """The shipped classifier if it was fitted in ``encoder``'s space (same ``version``),
     else ``None``: a classifier is only meaningful on the vectors it was trained on."""
     try:
@@ -196,7 +343,7 @@ def load_for(encoder) -> GenderClassifier | None:
 
 
 def predict_gender(
-    track_vectors: np.ndarray, classifier: GenderClassifier | None = None,
+    track_vectors: np.ndarray, classifier: _Classifier | None = None,
     pitches: np.ndarray | None = None,
 ) -> tuple[list[str], np.ndarray]:
     """``(n, dim)`` contrastive track vectors (+ ``(n,)`` median pitches) -> (``"male"`` /
@@ -205,21 +352,31 @@ def predict_gender(
     return (classifier or load_pretrained()).predict(track_vectors, pitches)
 
 
+def _pitch_scale(pitches: np.ndarray, n: int) -> tuple[float, float]:
+    """Mean and standard deviation of the known of ``(n,)`` training median pitches."""
+    pitches = np.asarray(pitches, dtype=np.float64)
+    if pitches.shape != (n,):
+        raise ValueError(f"pitches has shape {pitches.shape}, expected ({n},)")
+    known = pitches[np.isfinite(pitches)]
+    if len(known) < 2:
+        raise ValueError("need the median pitch of at least two tracks")
+    return float(known.mean()), float(max(known.std(), 1e-3))
+
+
 def _standard(pitches: np.ndarray, mean: float, std: float) -> np.ndarray:
     """Standardised pitches; unknown (NaN) ones become 0, the training mean."""
     z = (np.asarray(pitches, dtype=np.float64) - mean) / std
     return np.where(np.isfinite(z), z, 0.0)
 
 
-def choose_c(
-    vectors: np.ndarray, genders: Sequence[str], groups: Sequence[str],
-    pitches: np.ndarray | None = None, grid: Sequence[float] = C_GRID, folds: int = 5,
-) -> tuple[float, dict[float, float]]:
-    """Regularisation for unseen singers: leave-singers-out cross-validated accuracy
-    (``groups``: one singer id per track) of :meth:`GenderClassifier.fit` for each ``C`` in
-    ``grid``. Folds keep the genders' shares as far as whole singers allow (a fold of mostly
-    one gender would bias the held-out predictions towards the other). Returns ``(best C,
-    {C: accuracy})``; ties go to the smaller ``C``."""
+def leave_singers_out_accuracy(
+    fit: Callable[..., _Classifier], vectors: np.ndarray, genders: Sequence[str],
+    groups: Sequence[str], pitches: np.ndarray | None = None, folds: int = 5,
+) -> float:
+    """Accuracy on singers it was not fitted on of ``fit(vectors, genders, pitches=...)``
+    (``groups``: one singer id per track), cross-validated over ``folds`` folds of whole
+    singers. Folds keep the genders' shares as far as whole singers allow (a fold of mostly
+    one gender would bias the held-out predictions towards the other)."""
     from sklearn.model_selection import StratifiedGroupKFold
 
     vectors = np.asarray(vectors, dtype=np.float32)
@@ -228,16 +385,50 @@ def choose_c(
     folds = min(folds, len(set(groups.tolist())))
     if folds < 2:
         raise ValueError("need tracks of at least two singers to cross-validate")
-    scores = {}
-    for c in grid:
-        hits = 0
-        for tr, te in StratifiedGroupKFold(folds).split(vectors, genders, groups):
-            if len(set(genders[tr].tolist())) < 2:
-                continue  # a fold without both genders cannot be fitted; count it as missed
-            clf = GenderClassifier.fit(vectors[tr], genders[tr].tolist(), c=c,
-                                       pitches=None if pitches is None else pitches[tr])
-            predicted, _ = clf.predict(vectors[te], None if pitches is None else pitches[te])
-            hits += int(np.sum(np.asarray(predicted) == genders[te]))
-        scores[float(c)] = hits / len(genders)
+    hits = 0
+    for tr, te in StratifiedGroupKFold(folds).split(vectors, genders, groups):
+        if len(set(genders[tr].tolist())) < 2:
+            continue  # a fold without both genders cannot be fitted; count it as missed
+        clf = fit(vectors[tr], genders[tr].tolist(),
+                  pitches=None if pitches is None else pitches[tr])
+        predicted, _ = clf.predict(vectors[te], None if pitches is None else pitches[te])
+        hits += int(np.sum(np.asarray(predicted) == genders[te]))
+    return hits / len(genders)
+
+
+def candidates(with_pitch: bool) -> dict[str, Callable[..., _Classifier]]:
+    """The classifiers model selection chooses among, simplest first, as ``{name:
+    fit(vectors, genders, pitches=...)}`` (a fit without pitch ignores ``pitches``): the
+    logistic one for each ``C`` in :data:`C_GRID`, the neighbour one for each ``k`` in
+    :data:`K_GRID` (and each pitch weight in :data:`PITCH_WEIGHT_GRID`), each on the vector
+    alone and, ``with_pitch``, on the vector and the median pitch."""
+    def without_pitch(fit):
+        return lambda vectors, genders, pitches=None: fit(vectors, genders)
+
+    out: dict[str, Callable[..., _Classifier]] = {}
+    for c in C_GRID:
+        out[f"logistic vector C={c}"] = without_pitch(
+            functools.partial(GenderClassifier.fit, c=c))
+        if with_pitch:
+            out[f"logistic vector+pitch C={c}"] = functools.partial(GenderClassifier.fit, c=c)
+    for k in K_GRID:
+        out[f"neighbours vector k={k}"] = without_pitch(
+            functools.partial(NeighbourGenderClassifier.fit, k=k))
+        for w in PITCH_WEIGHT_GRID if with_pitch else ():
+            out[f"neighbours vector+pitch k={k} w={w}"] = functools.partial(
+                NeighbourGenderClassifier.fit, k=k, pitch_weight=w)
+    return out
+
+
+def choose_c(
+    vectors: np.ndarray, genders: Sequence[str], groups: Sequence[str],
+    pitches: np.ndarray | None = None, grid: Sequence[float] = C_GRID, folds: int = 5,
+) -> tuple[float, dict[float, float]]:
+    """Regularisation of the logistic classifier for unseen singers: the
+    :func:`leave_singers_out_accuracy` of each ``C`` in ``grid``. Returns ``(best C,
+    {C: accuracy})``; ties go to the smaller ``C``."""
+    scores = {float(c): leave_singers_out_accuracy(
+        functools.partial(GenderClassifier.fit, c=c), vectors, genders, groups, pitches, folds)
+        for c in grid}
     best = max(scores, key=lambda c: (scores[c], -c))
     return best, scores

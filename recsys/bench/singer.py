@@ -189,13 +189,14 @@ def run(
         "encoder": encoder.version,
         "gender_classifier": {
             "encoder_separated": (
-                (shipped.version + (" (inputs: track vector + median sung pitch of the "
-                                    "separated vocals)" if shipped.uses_pitch else ""))
+                (shipped.version + f" ({shipped.kind}; inputs: track vector"
+                 + (" + median sung pitch of the separated vocals)" if shipped.uses_pitch
+                    else ")"))
                 if shipped else "fitted on train vectors"),
             "others": f"logistic regression fitted on {len(train)} train songs' vectors",
         },
         "gender_classifier_selection": (
-            {k: shipped.meta[k] for k in ("selected_on", "inputs", "c",
+            {k: shipped.meta[k] for k in ("selected_on", "classifier", "inputs", "c",
                                           "leave_singers_out_cv_acc", "train_tracks",
                                           "train_singers", "command") if k in shipped.meta}
             if shipped else None),

@@ -267,7 +267,7 @@ def train_timbre(
                    "val": sets["val"]}
     clf, gender_meta = fit_gender(best, gender_sets, songs, weighted,
                                   pitch_of if gender_pitch else None)
-    val_acc, gender_c = gender_meta["val_acc"], gender_meta["c"]
+    val_acc = gender_meta["val_acc"]
     clf.save(path_beside(out), meta=gender_meta)
     if holdout_singers:
         vectors, tracks = track_vectors(best, sets["holdout"], weighted)
@@ -286,7 +286,7 @@ def train_timbre(
                          "val_final": evaluate(best, sets["val"], sets["train"],
                                                weighted=weighted)})
     console.print(f"wrote {out} ({best.version}) and its gender classifier "
-                  f"(C={gender_c}, val accuracy {val_acc:.3f})")
+                  f"({gender_meta['classifier']}, val accuracy {val_acc:.3f})")
 
 
 def _holdout(songs, n: int, seed: int) -> set[str]:
@@ -322,17 +322,16 @@ def fit_gender(model, sets: dict, songs: dict, weighted: bool, pitch_of=None):
     (``sets["train"]``; voicing-weighted if ``weighted``). With ``pitch_of(split, track) ->
     MIDI``, the track's median sung pitch is a candidate second input.
 
-    The inputs and ``C`` are chosen for singers the classifier has never seen, which is what
-    the product meets: by leave-singers-out cross-validated accuracy on the train songs
-    (:func:`embeddings.gender.choose_c`), ties broken by accuracy on the val songs
-    (``sets["val"]``: other songs of the train singers), then by fewer inputs and the
-    smaller ``C``. Val alone cannot choose: it holds only singers the classifier was fitted
-    on, where every option scores near 1. Returns ``(classifier, meta)``."""
-    import hashlib
-
+    The kind, inputs and setting (:func:`embeddings.gender.candidates`) are chosen for
+    singers the classifier has never seen, which is what the product meets: by
+    leave-singers-out cross-validated accuracy on the train songs
+    (:func:`embeddings.gender.leave_singers_out_accuracy`), ties broken by accuracy on the
+    val songs (``sets["val"]``: other songs of the train singers), then by the simpler
+    candidate. Val alone cannot choose: it holds only singers the classifier was fitted on,
+    where every option scores near 1. Returns ``(classifier, meta)``."""
     import numpy as np
 
-    from embeddings.gender import C_GRID, GenderClassifier, choose_c
+    from embeddings.gender import candidates, leave_singers_out_accuracy
 
     def split_vectors(split: str):
         v, tracks = track_vectors(model, sets[split], weighted)
@@ -344,31 +343,23 @@ def fit_gender(model, sets: dict, songs: dict, weighted: bool, pitch_of=None):
     genders = [songs["train"][t].gender for t in tt]
     singers = [songs["train"][t].singer_id for t in tt]
     truth = np.array([songs["val"][t].gender for t in tv])
-    options = {"vector": (None, None)}
-    if pitch_of is not None:
-        options["vector+pitch"] = (pt, pv)
-    fitted, val_acc, cv = {}, {}, {}
-    for name, (train_pitch, val_pitch) in options.items():
-        _, cv[name] = choose_c(vt, genders, singers, train_pitch)
-        for c in C_GRID:
-            fitted[name, c] = GenderClassifier.fit(vt, genders, c=c, pitches=train_pitch,
-                                                   encoder_version=model.version)
-            val_acc[name, c] = float(np.mean(
-                np.array(fitted[name, c].predict(vv, val_pitch)[0]) == truth))
-    best = max(fitted, key=lambda k: (cv[k[0]][float(k[1])], val_acc[k], k[0] == "vector",
-                                      -k[1]))
+    options = candidates(with_pitch=pitch_of is not None)
+    cv, val_acc, fitted = {}, {}, {}
+    for name, fit in options.items():
+        cv[name] = leave_singers_out_accuracy(fit, vt, genders, singers, pt)
+        fitted[name] = fit(vt, genders, pitches=pt)
+        fitted[name].encoder_version = model.version
+        val_acc[name] = float(np.mean(np.array(fitted[name].predict(vv, pv)[0]) == truth))
+    simpler = {name: -i for i, name in enumerate(options)}
+    best = max(options, key=lambda n: (cv[n], val_acc[n], simpler[n]))
     clf = fitted[best]
     # the version names the fitted weights, so a refit in the same space is told apart
-    digest = hashlib.sha1(np.concatenate([clf.coef, [clf.intercept, clf.pitch_coef or 0.0]])
-                          .astype(np.float64).tobytes()).hexdigest()[:8]
-    clf.version = f"gender-logreg-{model.version}-{digest}"
-    meta = {"inputs": best[0], "c": best[1], "val_acc": val_acc[best],
-            "leave_singers_out_cv_acc": cv[best[0]][float(best[1])],
-            "val_acc_by_c": {f"{n} C={c}": a for (n, c), a in val_acc.items()},
-            "leave_singers_out_cv_acc_by_c": {f"{n} C={c}": a for n in cv
-                                              for c, a in cv[n].items()},
+    clf.version = f"gender-{clf.kind}-{model.version}-{clf.digest()}"
+    meta = {"classifier": best, "inputs": "vector+pitch" if clf.uses_pitch else "vector",
+            "val_acc": val_acc[best], "leave_singers_out_cv_acc": cv[best],
+            "val_acc_by_candidate": val_acc, "leave_singers_out_cv_acc_by_candidate": cv,
             "train_tracks": len(tt), "train_singers": len(set(singers)),
-            "pitch_input": best[0] == "vector+pitch",
+            "pitch_input": clf.uses_pitch,
             "selected_on": "leave-singers-out CV accuracy on train (folds stratified by "
                            "gender), then val accuracy"}
     return clf, meta
@@ -423,7 +414,7 @@ def train_gender(
         raise typer.Exit(2) from None
     path = out or path_beside(weights or PRETRAINED)
     clf.save(path, meta={**meta, "separator": label, "command": invoked_command()})
-    console.print(f"wrote {path}: inputs {meta['inputs']}, C={meta['c']}, leave-singers-out "
+    console.print(f"wrote {path}: {meta['classifier']}, leave-singers-out "
                   f"CV accuracy {meta['leave_singers_out_cv_acc']:.3f}, val accuracy "
                   f"{meta['val_acc']:.3f}")
 

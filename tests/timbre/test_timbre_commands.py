@@ -9,6 +9,7 @@ import soundfile as sf
 from timbre_synth import noise, sing
 from typer.testing import CliRunner
 
+from embeddings.gender import LABELS, candidates, load_classifier
 from embeddings.timbre import TimbreConfig, TimbreNet
 from recsys.bench.singer import SYSTEMS, run
 from recsys.cli import app
@@ -113,10 +114,14 @@ def test_train_command_then_gender_refit_and_plot(corpus, tmp_path):
     assert spec["encoder_version"] == model.version
     meta = spec["meta"]
     assert meta["inputs"] in ("vector", "vector+pitch") and meta["separator"] == "mixture-1"
-    # both input sets were cross-validated over every C, and the choice is the best of them
-    assert len(meta["leave_singers_out_cv_acc_by_c"]) == 8 == len(meta["val_acc_by_c"])
-    assert meta["leave_singers_out_cv_acc"] == max(meta["leave_singers_out_cv_acc_by_c"].values())
+    # every candidate (both kinds, both input sets, every setting) was cross-validated, and
+    # the choice is the best of them
+    cv = meta["leave_singers_out_cv_acc_by_candidate"]
+    assert set(cv) == set(meta["val_acc_by_candidate"]) == set(candidates(with_pitch=True))
+    assert meta["leave_singers_out_cv_acc"] == max(cv.values()) == cv[meta["classifier"]]
+    assert spec["kind"] == meta["classifier"].split()[0]
     assert (spec["pitch"] is not None) == (meta["inputs"] == "vector+pitch")
+    assert load_classifier(refit).predict(np.zeros((1, model.dim)))[0][0] in LABELS
     res = runner.invoke(app, ["train", "gender", "--data", str(tmp_path / "nothing")])
     assert res.exit_code == 2 and "Traceback" not in res.output
     res = runner.invoke(app, ["train", "gender", "--data", str(corpus), "--weights",

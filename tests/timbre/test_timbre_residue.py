@@ -6,7 +6,16 @@ import pytest
 import torch
 from timbre_synth import SINGERS, noise, sing
 
-from embeddings.gender import GenderClassifier, choose_c, median_pitch
+from embeddings.gender import (
+    GenderClassifier,
+    GenderWeightsError,
+    NeighbourGenderClassifier,
+    candidates,
+    choose_c,
+    leave_singers_out_accuracy,
+    load_classifier,
+    median_pitch,
+)
 from embeddings.timbre import TimbreConfig, TimbreNet, track_vector
 from embeddings.timbre_train import (
     TrainConfig,
@@ -150,6 +159,46 @@ def test_gender_with_pitch(tmp_path):
         GenderClassifier.fit(x, y, pitches=np.full(40, np.nan))
     assert np.isnan(median_pitch(np.full(5, np.nan)))
     assert median_pitch(np.array([60.0, np.nan, 62.0, 64.0])) == 62.0
+
+
+def test_neighbour_gender_classifier_tells_unseen_personas_of_known_voices(tmp_path):
+    rng = np.random.default_rng(1)
+    # four voices, five singers each: a voice's singers lie near it; the men's voices sit on
+    # opposite sides of the women's (+-e0 vs +-e1), as no single direction could tell apart
+    voices = 2.0 * np.eye(8)[[0, 1, 0, 1]] * np.array([1, 1, -1, -1])[:, None]
+    genders = ["male", "female", "male", "female"]
+    x, y, groups, pitches = [], [], [], []
+    for v in range(4):
+        for singer in range(5):
+            centre = voices[v] + 0.3 * rng.standard_normal(8)
+            for _ in range(6):
+                x.append(centre + 0.05 * rng.standard_normal(8))
+                y.append(genders[v])
+                groups.append(f"v{v}s{singer}")
+                pitches.append(rng.normal(52 if genders[v] == "male" else 60, 3))
+    x = np.array(x, np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    pitches = np.array(pitches)
+    options = candidates(with_pitch=True)
+    knn = leave_singers_out_accuracy(options["neighbours vector k=5"], x, y, groups, pitches)
+    linear = leave_singers_out_accuracy(options["logistic vector C=1.0"], x, y, groups, pitches)
+    assert knn == 1.0 and linear < 0.8
+    clf = NeighbourGenderClassifier.fit(x, y, k=5, pitches=pitches, pitch_weight=0.4)
+    assert clf.uses_pitch and clf.predict(x, pitches)[0] == y
+    unknown = pitches.copy()
+    unknown[:3] = np.nan  # no pitch evidence: the training mean
+    assert clf.predict(x, unknown)[0] == y and len(clf.predict(x)[0]) == len(y)
+    clf.save(tmp_path / "knn.safetensors", meta={"classifier": "neighbours"})
+    loaded = load_classifier(tmp_path / "knn.safetensors")
+    assert isinstance(loaded, NeighbourGenderClassifier) and loaded.k == 5
+    np.testing.assert_array_equal(loaded.predict_proba(x, pitches), clf.predict_proba(x, pitches))
+    assert loaded.meta == {"classifier": "neighbours"}
+    with pytest.raises(GenderWeightsError, match="neighbours"):
+        GenderClassifier.load(tmp_path / "knn.safetensors")  # not the logistic kind
+    assert NeighbourGenderClassifier.fit(x[:3], y[:2] + ["female"], k=9).k == 3
+    with pytest.raises(ValueError):
+        clf.predict(x[:, :4])
+    assert clf.digest() != NeighbourGenderClassifier.fit(x, y, k=3).digest()
 
 
 def test_joint_gender_loss(stem_set):
