@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 import time
 from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -169,6 +171,31 @@ def consistent_votes(
     totals, owner = np.add.reduceat(best, first), group[first] // per_track
     first = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
     return tracks[owner[first]], np.maximum.reduceat(totals, first)
+
+
+@dataclass
+class HumQuery:
+    """What a hum search reads off the hum before ranking anything."""
+
+    contour: np.ndarray  # (frames,) MIDI every 10 ms, NaN unvoiced
+    starts: np.ndarray  # (windows,) seconds into the hum where each embedded window starts
+    hits: Any  # what the window search made of the windows' melody embeddings
+
+
+def read_hum(clip: np.ndarray, contour_of: Callable[[np.ndarray], np.ndarray],
+             embed: Callable[[np.ndarray], np.ndarray],
+             search: Callable[[np.ndarray], Any]) -> HumQuery:
+    """The hum's pitch contour (``contour_of(clip)``) and the window search of its melody
+    embeddings (``search(embed((windows, samples)))``), the two at once: the contour is
+    tracked on a second thread while the windows are embedded and searched. Neither needs
+    the other, and torch, FAISS and numpy release the GIL, so on two cores the hum costs
+    the longer of the two rather than their sum (the API runs one thread per request, so a
+    busy server only gains a second thread per hum)."""
+    windows = cut(clip, hop=QUERY_HOP_SAMPLES)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hum-pitch") as second:
+        contour = second.submit(contour_of, clip)
+        hits = search(embed(windows.audio))
+        return HumQuery(np.asarray(contour.result(), dtype=np.float32), windows.starts, hits)
 
 
 def hum_candidate_order(votes: np.ndarray, key_similarity: np.ndarray,
@@ -413,18 +440,23 @@ class SearchService:
         contours around their best-matching windows. The path ``recsys bench qbh`` measures
         (``tcae_key_dtw``); small catalogs are aligned whole instead (:meth:`hum_strategy`)."""
         melody = self.models.melody
-        hum_contour = np.asarray(melody.contour(clip), dtype=np.float32)
+        hum = None
+        if self.hum_strategy() == "dtw":
+            hum_contour = np.asarray(melody.contour(clip), dtype=np.float32)
+        else:
+            hum = read_hum(clip, melody.contour, melody.embed,
+                           lambda vectors: self.catalog.window_hits(
+                               MELODY_WINDOW, vectors, limit=per_window, filter=filter))
+            hum_contour = hum.contour
         try:
             pitch.require_melody(hum_contour)
         except pitch.NoMelodyError as e:
             return SearchAnswer([], message=str(e))
-        if self.hum_strategy() == "dtw":
+        if hum is None:
             return self._hum_exhaustive(hum_contour, limit, offset, filter, score_threshold)
-        hum_windows = cut(clip, hop=QUERY_HOP_SAMPLES)
-        hits = self.catalog.window_hits(MELODY_WINDOW, melody.embed(hum_windows.audio),
-                                        limit=per_window, filter=filter)
+        hits = hum.hits
         voted, vote = consistent_votes(hits.query, hits.track_id, hits.start, hits.score,
-                                       hum_windows.starts)
+                                       hum.starts)
         votes = dict(zip(voted.tolist(), vote.tolist(), strict=True))
         config = alignment.AlignConfig()
         ids, profiles = self._key_profiles()

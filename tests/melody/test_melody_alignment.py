@@ -152,3 +152,25 @@ def test_votes_count_hits_that_agree_on_where_the_hum_starts():
     empty = consistent_votes(np.zeros(0, int), np.zeros(0, int), np.zeros(0), np.zeros(0),
                              hum_starts)
     assert len(empty[0]) == 0 == len(empty[1])
+
+
+def test_a_hum_is_read_with_its_contour_beside_the_window_search():
+    import threading
+
+    from recsys.search import read_hum
+
+    clip = np.random.default_rng(0).standard_normal(16_000 * 5).astype(np.float32)
+    threads = {}
+
+    def contour_of(x):
+        threads["contour"] = threading.get_ident()
+        return np.full(1 + len(x) // 160, 60.0)
+
+    def embed(windows):
+        threads["embed"] = threading.get_ident()
+        return windows[:, :4]
+
+    hum = read_hum(clip, contour_of, embed, lambda vectors: vectors.sum(axis=1))
+    assert threads["contour"] != threads["embed"] == threading.get_ident()
+    assert hum.contour.dtype == np.float32 and len(hum.contour) == 501
+    assert len(hum.starts) == len(hum.hits) > 1 and hum.starts[0] == 0.0
