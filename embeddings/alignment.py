@@ -22,6 +22,10 @@ Speed: tempo and key are chosen on contours pooled to 0.2 s, every track is rank
 0.1 s, and only the best ten are measured again at the full 0.05 s; many tracks go through
 each librosa call (:func:`_batched_costs`).
 
+Screening (:func:`screen`): a much cheaper alignment of the hum against every track (0.4 s
+contours, the hum's own tempo, one transposition per track) that the search service uses,
+beside its embedding votes, to pick the tracks the full alignment re-ranks.
+
 Nothing here knows about storage: the search service passes contours in, gets costs and
 matched times out.
 """
@@ -386,6 +390,39 @@ def _scored(q0: np.ndarray, references: Mapping[object, np.ndarray | PreparedCon
     scored = sorted(zip(_score(q0, refs, config), keys, refs, strict=True),
                     key=lambda item: item[0][:2])
     return [(cost, tempo, shift, key, ref) for (_, cost, tempo, shift), key, ref in scored]
+
+
+SCREEN_POOL = 8  # screening contours are pooled this many times more than hop_s (0.4 s)
+
+
+def screen_contours(refs: list[PreparedContour], pool: int = SCREEN_POOL) -> list[np.ndarray]:
+    """Each prepared contour pooled ``pool`` times: what :func:`screen` aligns against
+    (computed once per catalog)."""
+    return _pool_many([ref.pitch.astype(np.float32) for ref in refs], pool)
+
+
+def screen(query: PreparedContour, pooled: list[np.ndarray], profiles: np.ndarray,
+           config: AlignConfig = AlignConfig(), pool: int = SCREEN_POOL) -> np.ndarray:
+    """A cheap alignment cost of the hum against every track, to pick candidates for the
+    full alignment: ``(n,)`` mean subsequence DTW cost (as :func:`costs`, lower is better;
+    ``inf`` for a track or hum too short to pool).
+
+    ``query``: the prepared hum; ``pooled``: :func:`screen_contours` of the ``n`` tracks;
+    ``profiles``: their ``(n, KEY_BINS)`` :func:`key_profile`. The contours are pooled to
+    ``pool * hop_s`` (0.4 s), the hum is aligned at its own tempo only (the DTW steps
+    still allow half to double speed) and at one transposition per track, the one its key
+    profile matches best. At about a thirtieth of the full alignment's work it still puts
+    hums whose windows the embedding placed poorly near their track."""
+    out = np.full(len(pooled), np.inf)
+    if len(query.pitch) < 4 * pool:
+        return out
+    q0 = _relative(query)
+    shift = (_circular_correlation(key_profile(q0), profiles).argmax(axis=1)
+             * (12.0 / KEY_BINS))
+    long_enough = [i for i, ref in enumerate(pooled) if len(ref) >= 4]
+    out[long_enough] = _batched_costs(_pool(q0, pool), [pooled[i] for i in long_enough],
+                                      [float(shift[i]) for i in long_enough], config)
+    return out
 
 
 def costs(

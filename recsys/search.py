@@ -67,6 +67,12 @@ HUM_OFFSET_TOLERANCE_S = 1.5
 # above (ad-hoc sweep, 400 hits: 92 % of right songs among the 75 best at weight 1, 91 % at
 # 1.5, 93 % at 2 and 2.5, 91 % at 3).
 HUM_KEY_WEIGHT = 2.0
+# ... minus this weight times the z-score of the screening alignment's cost
+# (embeddings.alignment.screen, every track aligned cheaply). Chosen on the development
+# corpus's train split (104 hums; bench-out/qbh-dev-train.json is the chosen run): the
+# service's path scored top-10 0.96 at weights 1 and 2, 0.95 at 3, and MRR 0.945 at 1,
+# 0.942 at 2 (0.90 / 0.91 without screening); checked on the val split.
+HUM_SCREEN_WEIGHT = 1.0
 # How hums are searched: "dtw" aligns the hum with every track (the most accurate: test MRR
 # 0.90 vs 0.75 at 1,008 songs, see BENCHMARKS.md, but its time grows with the catalog),
 # "embedding" takes melody-window candidates from the index first, "auto" picks "dtw" for
@@ -199,25 +205,32 @@ def read_hum(clip: np.ndarray, contour_of: Callable[[np.ndarray], np.ndarray],
 
 
 def hum_candidate_order(votes: np.ndarray, key_similarity: np.ndarray,
-                        weight: float = HUM_KEY_WEIGHT) -> np.ndarray:
+                        weight: float = HUM_KEY_WEIGHT, screen_cost: np.ndarray | None = None,
+                        screen_weight: float = HUM_SCREEN_WEIGHT) -> np.ndarray:
     """Track numbers, best candidate first, for the alignment re-rank of a hum.
 
     ``votes``: ``(n,)`` TCAE window votes (``-inf`` for tracks no hum window hit, which get
     the lowest vote); ``key_similarity``: ``(n,)`` :func:`embeddings.alignment.
-    key_profile_similarity`. The score is the votes' z-score plus ``weight`` times the
-    similarity's: the window votes miss songs whose windows the encoder placed poorly, the
-    key profile (which pitches the tune uses, whatever its key) brings many of them back."""
+    key_profile_similarity`; ``screen_cost``: ``(n,)`` :func:`embeddings.alignment.screen`
+    (``inf`` for tracks it could not align, which get the highest cost), or None. The score
+    is the votes' z-score plus ``weight`` times the similarity's minus ``screen_weight``
+    times the screening cost's: the window votes miss songs whose windows the encoder placed
+    poorly (fast hums most), the key profile and the cheap alignment bring many of them
+    back."""
     votes = np.asarray(votes, dtype=np.float64)
     if len(votes) == 0:
         return np.zeros(0, dtype=np.int64)
-    hit = np.isfinite(votes)
-    votes = np.where(hit, votes, votes[hit].min() if hit.any() else 0.0)
 
-    def z(x):
+    def z(x, missing):
+        x = np.asarray(x, dtype=np.float64)
+        known = np.isfinite(x)
+        x = np.where(known, x, missing(x[known]) if known.any() else 0.0)
         return (x - x.mean()) / (x.std() + 1e-12)
 
-    return np.argsort(-(z(votes) + weight * z(np.asarray(key_similarity, np.float64))),
-                      kind="stable")
+    score = z(votes, np.min) + weight * z(key_similarity, np.min)
+    if screen_cost is not None:
+        score = score - screen_weight * z(screen_cost, np.max)
+    return np.argsort(-score, kind="stable")
 
 
 class SearchService:
@@ -232,7 +245,8 @@ class SearchService:
         self._models_factory = models_factory
         self.hum_search_strategy = hum_search
         self._contours: tuple[int, dict] | None = None  # (catalog size, prepared contours)
-        self._profiles: tuple | None = None  # (catalog size, track ids, key profiles)
+        # (catalog size, track ids, key profiles, screening contours)
+        self._profiles: tuple | None = None
         self._null_scores: dict[tuple[str, int], float] = {}
         self._text_mapper = None
 
@@ -435,10 +449,11 @@ class SearchService:
                    score_threshold: float | None = None) -> SearchAnswer:
         """Songs whose sung melody matches a hum: hum windows -> melody embeddings -> nearest
         catalog windows -> votes per track, combined with every track's key-profile
-        similarity (:func:`hum_candidate_order`) -> the best ``rerank`` (at least
-        ``offset + limit``) tracks re-ranked by key- and tempo-invariant alignment of pitch
-        contours around their best-matching windows. The path ``recsys bench qbh`` measures
-        (``tcae_key_dtw``); small catalogs are aligned whole instead (:meth:`hum_strategy`)."""
+        similarity and screening alignment cost (:func:`hum_candidate_order`) -> the best
+        ``rerank`` (at least ``offset + limit``) tracks re-ranked by key- and tempo-invariant
+        alignment of pitch contours around their best-matching windows. The path ``recsys
+        bench qbh`` measures (``tcae_screen_dtw``); small catalogs are aligned whole instead
+        (:meth:`hum_strategy`)."""
         melody = self.models.melody
         hum = None
         if self.hum_strategy() == "dtw":
@@ -459,15 +474,18 @@ class SearchService:
                                        hum.starts)
         votes = dict(zip(voted.tolist(), vote.tolist(), strict=True))
         config = alignment.AlignConfig()
-        ids, profiles = self._key_profiles()
+        ids, profiles, screened = self._screening()
         if filter is not None:
             allowed = {t.id for t in self._all_tracks(filter)}
-            keep = np.array([t in allowed for t in ids], dtype=bool)
-            ids, profiles = [t for t, k in zip(ids, keep, strict=True) if k], profiles[keep]
-        hum_pitch = alignment.prepare(hum_contour, config.hop_s).pitch
+            keep = [i for i, t in enumerate(ids) if t in allowed]
+            ids, profiles = [ids[i] for i in keep], profiles[keep]
+            screened = [screened[i] for i in keep]
+        hum_prepared = alignment.prepare(hum_contour, config.hop_s)
         order = hum_candidate_order(
             np.array([votes.get(t, -np.inf) for t in ids]),
-            alignment.key_profile_similarity(alignment.key_profile(hum_pitch), profiles))
+            alignment.key_profile_similarity(alignment.key_profile(hum_prepared.pitch),
+                                             profiles),
+            screen_cost=alignment.screen(hum_prepared, screened, profiles, config))
         hum_seconds = len(clip) / audio.SAMPLE_RATE
         candidates = {}
         for track_id in [ids[i] for i in order[:max(rerank, offset + limit)]]:
@@ -532,19 +550,23 @@ class SearchService:
             self._contours = (size, dict(self._each_prepared_contour()))
         return self._contours[1]
 
-    def _key_profiles(self) -> tuple[list[int], np.ndarray]:
-        """Track ids with a contour and their key profiles ``(tracks, KEY_BINS)``
-        (:func:`embeddings.alignment.key_profile`), computed once per catalog size; 36
-        numbers a track, so large catalogs keep them all."""
+    def _screening(self) -> tuple[list[int], np.ndarray, list[np.ndarray]]:
+        """Track ids with a contour, their key profiles ``(tracks, KEY_BINS)``
+        (:func:`embeddings.alignment.key_profile`) and their screening contours
+        (:func:`embeddings.alignment.screen_contours`, a number per 0.4 s sung), computed
+        once per catalog size; small enough that large catalogs keep them all."""
         size = self.catalog.count_tracks()
         if self._profiles is None or self._profiles[0] != size:
             contours = (self._contours[1].items() if self._contours is not None
                         and self._contours[0] == size else self._each_prepared_contour())
-            rows = [(t, alignment.key_profile(c.pitch)) for t, c in contours]
-            matrix = (np.stack([p for _, p in rows]) if rows
+            ids, prepared = [], []
+            for track_id, contour in contours:
+                ids.append(track_id)
+                prepared.append(contour)
+            matrix = (np.stack([alignment.key_profile(c.pitch) for c in prepared]) if prepared
                       else np.zeros((0, alignment.KEY_BINS)))
-            self._profiles = (size, [t for t, _ in rows], matrix)
-        return self._profiles[1], self._profiles[2]
+            self._profiles = (size, ids, matrix, alignment.screen_contours(prepared))
+        return self._profiles[1], self._profiles[2], self._profiles[3]
 
     def _each_prepared_contour(self):
         config = alignment.AlignConfig()

@@ -14,8 +14,10 @@ timed per query on this machine:
 - ``tcae_dtw``: ``tcae``'s top-K tracks re-ranked by the DTW alignment; the rest follow in
   vote order. The issue's system.
 - ``tcae_key_dtw``: as ``tcae_dtw``, but the K candidates are ranked by the votes plus every
-  track's key-profile similarity (``recsys.search.hum_candidate_order``). This is the path
-  the search service runs on catalogs too large to align whole.
+  track's key-profile similarity (``recsys.search.hum_candidate_order``).
+- ``tcae_screen_dtw``: as ``tcae_key_dtw``, the candidates ranked also by a cheap
+  screening alignment of the hum against every track (``embeddings.alignment.screen``).
+  This is the path the search service runs on catalogs too large to align whole.
 
 Latency of a system = the sum of its measured components for that query (pitch contour,
 embedding, FAISS search, votes, alignments). The ``tcae_*`` systems read the hum as the
@@ -49,7 +51,7 @@ from recsys.search import (
 )
 
 SWEEP_K = (5, 10, 20, 30, 50, 75, 100)  # re-rank depths reported in the notes
-SYSTEMS = ("dtw", "tcae", "tcae_dtw", "tcae_key_dtw")
+SYSTEMS = ("dtw", "tcae", "tcae_dtw", "tcae_key_dtw", "tcae_screen_dtw")
 
 
 @dataclass
@@ -242,9 +244,11 @@ def _summary(outcomes: list[QueryOutcome], system: str) -> dict[str, float]:
 
 def search_one(hum: np.ndarray, tracks: list[CatalogTrack], prepared, index: WindowIndex,
                encoder, config, rerank_k: int, per_window: int, run_dtw: bool = True,
-               crop: bool = True, profiles: np.ndarray | None = None):
+               crop: bool = True, profiles: np.ndarray | None = None,
+               screened: list[np.ndarray] | None = None):
     """Run the systems for one hum (``tcae_key_dtw`` when ``profiles``, the ``(tracks,
-    KEY_BINS)`` key profiles, are given).
+    KEY_BINS)`` key profiles, are given; ``tcae_screen_dtw`` when the tracks'
+    :func:`embeddings.alignment.screen_contours` are given too).
 
     Returns ``({system: track order}, {part: ms}, has_melody, (hum window embeddings,
     their starts))``.
@@ -300,10 +304,11 @@ def search_one(hum: np.ndarray, tracks: list[CatalogTrack], prepared, index: Win
 
     if profiles is not None:
         t = time.perf_counter()
+        hum_prepared = alignment.prepare(contour, config.hop_s)
         if has_melody:
-            hum_profile = alignment.key_profile(alignment.prepare(contour, config.hop_s).pitch)
-            keyed = [int(i) for i in hum_candidate_order(
-                votes, alignment.key_profile_similarity(hum_profile, profiles))]
+            key_similarity = alignment.key_profile_similarity(
+                alignment.key_profile(hum_prepared.pitch), profiles)
+            keyed = [int(i) for i in hum_candidate_order(votes, key_similarity)]
         else:
             keyed = []
         parts["key"] = (time.perf_counter() - t) * 1e3
@@ -311,6 +316,15 @@ def search_one(hum: np.ndarray, tracks: list[CatalogTrack], prepared, index: Win
         t = time.perf_counter()
         orders["tcae_key_dtw"] = rerank(keyed) if has_melody else []
         parts["rerank_key"] = (time.perf_counter() - t) * 1e3
+        if screened is not None:
+            t = time.perf_counter()
+            orders["tcae_screen"] = [int(i) for i in hum_candidate_order(
+                votes, key_similarity, screen_cost=alignment.screen(
+                    hum_prepared, screened, profiles, config))] if has_melody else []
+            parts["screen"] = (time.perf_counter() - t) * 1e3
+            t = time.perf_counter()
+            orders["tcae_screen_dtw"] = rerank(orders["tcae_screen"]) if has_melody else []
+            parts["rerank_screen"] = (time.perf_counter() - t) * 1e3
 
     if run_dtw:
         t = time.perf_counter()
@@ -398,6 +412,7 @@ def run(
     config = alignment.AlignConfig()
     prepared = [alignment.prepare(t.contour, config.hop_s) for t in tracks]
     profiles = np.stack([alignment.key_profile(p.pitch) for p in prepared])
+    screened = alignment.screen_contours(prepared)
     vectors = np.concatenate([t.embeddings for t in tracks])
     track_of = np.concatenate([np.full(len(t.embeddings), i) for i, t in enumerate(tracks)])
     starts = np.concatenate([t.starts for t in tracks])
@@ -408,11 +423,11 @@ def run(
         hum = load(q.path)
         orders, parts, has_melody, emb = search_one(hum, tracks, prepared, index, encoder, config,
                                                     rerank_k, per_window, crop=crop,
-                                                    profiles=profiles)
+                                                    profiles=profiles, screened=screened)
         no_melody += not has_melody
         target = {target_row}
         o = QueryOutcome(parts=parts)
-        for system in SYSTEMS + ("tcae_key",):
+        for system in SYSTEMS + ("tcae_key", "tcae_screen"):
             o.ranks[system] = _rank_of(orders[system], target)
         # other re-rank depths, from the exhaustive (whole-track) DTW order: free to compute
         dtw_pos = {t: r for r, t in enumerate(orders["dtw"])}
@@ -425,6 +440,8 @@ def run(
         o.ms["tcae"] = parts["embed"] + parts["search"] + parts["votes"]
         o.ms["tcae_dtw"] = parts["read"] + parts["votes"] + parts["rerank"]
         o.ms["tcae_key_dtw"] = parts["read"] + parts["votes"] + parts["key"] + parts["rerank_key"]
+        o.ms["tcae_screen_dtw"] = (parts["read"] + parts["votes"] + parts["key"] + parts["screen"]
+                                   + parts["rerank_screen"])
         outcomes.append(o)
         if n <= 64:
             hum_embs.append(emb)
@@ -462,6 +479,9 @@ def run(
         "tcae_key_recall_at_k": {
             k: round(float(np.mean([o.ranks["tcae_key"] <= k for o in outcomes])), 4)
             for k in SWEEP_K},
+        "tcae_screen_recall_at_k": {
+            k: round(float(np.mean([o.ranks["tcae_screen"] <= k for o in outcomes])), 4)
+            for k in SWEEP_K},
         "faiss": f"IndexFlatIP, top {per_window} windows per hum window",
         "mean_voiced_seconds_per_track": round(float(np.mean(durations)), 1),
         "median_ms_by_part": {k: round(float(np.median([o.parts[k] for o in outcomes])), 1)
@@ -497,7 +517,8 @@ def _read_ms(parts: dict[str, float], search_ms: float) -> float:
 def _scaling(vectors, track_of, starts, n_tracks, hum_embs, hum_parts, per_window, sizes,
              dtw_median_ms, profiles) -> dict:
     """Search + votes latency on window sets grown to ``sizes`` songs' worth of windows,
-    and the key-profile ranking over that many tracks (``profiles`` repeated)."""
+    and the key-profile ranking over that many tracks (``profiles`` repeated); the
+    screening alignment's time scaled by the number of tracks (it aligns every one)."""
     from embeddings import alignment
 
     rng = np.random.default_rng(0)
@@ -514,7 +535,7 @@ def _scaling(vectors, track_of, starts, n_tracks, hum_embs, hum_parts, per_windo
         index = WindowIndex(big, owners, n_tracks * len(reps),
                             np.tile(starts, len(reps))[:target])
         many = np.tile(profiles, (len(reps), 1))
-        search_ms, total_ms, key_ms, key_total_ms = [], [], [], []
+        search_ms, total_ms, key_ms, key_total_ms, screen_total_ms = [], [], [], [], []
         for (emb, hum_starts), parts in zip(hum_embs, hum_parts, strict=True):
             t = time.perf_counter()
             sims, ids = index.search(emb, per_window)
@@ -529,6 +550,10 @@ def _scaling(vectors, track_of, starts, n_tracks, hum_embs, hum_parts, per_windo
             hum_candidate_order(votes, alignment.key_profile_similarity(profiles[0], many))
             key_ms.append((time.perf_counter() - t) * 1e3)
             key_total_ms.append(front + key_ms[-1] + parts["rerank_key"])
+            if "screen" in parts:
+                # the screening alignment runs over every track: its time grows with them
+                screen_total_ms.append(front + key_ms[-1] + parts["screen"] * songs / n_tracks
+                                       + parts["rerank_screen"])
         out[f"{songs}_songs"] = {
             "windows": target,
             "search_votes_p50_ms": round(float(np.percentile(search_ms, 50)), 2),
@@ -539,4 +564,7 @@ def _scaling(vectors, track_of, starts, n_tracks, hum_embs, hum_parts, per_windo
             "tcae_key_dtw_p95_ms": round(float(np.percentile(key_total_ms, 95)), 1),
             "dtw_exhaustive_p50_ms_extrapolated": round(float(dtw_median_ms) * songs / n_tracks),
         }
+        if screen_total_ms:
+            out[f"{songs}_songs"]["tcae_screen_dtw_p95_ms_screen_extrapolated"] = round(
+                float(np.percentile(screen_total_ms, 95)), 1)
     return out

@@ -174,3 +174,30 @@ def test_a_hum_is_read_with_its_contour_beside_the_window_search():
     assert threads["contour"] != threads["embed"] == threading.get_ident()
     assert hum.contour.dtype == np.float32 and len(hum.contour) == 501
     assert len(hum.starts) == len(hum.hits) > 1 and hum.starts[0] == 0.0
+
+
+@pytest.mark.parametrize("shift,tempo",
+                         [(0.0, 1.0), (5.0, 0.8), (-3.5, 1.0), (2.5, 1.2), (0.0, 1.4)])
+def test_screening_puts_the_hummed_tune_first_in_any_key_and_tempo(songs, shift, tempo):
+    names = sorted(songs)
+    refs = [alignment.prepare(_contour(songs[k])) for k in names]
+    profiles = np.stack([alignment.key_profile(r.pitch) for r in refs])
+    screened = alignment.screen_contours(refs)
+    hum = alignment.prepare(_contour(hum_of(songs["song3"], 40, 24, shift, tempo)))
+    cost = alignment.screen(hum, screened, profiles)
+    assert cost.shape == (len(names),) and np.isfinite(cost).all()
+    assert names[int(np.argmin(cost))] == "song3"
+    # a hum too short to pool to 0.4 s cannot be screened: every cost is unknown
+    short = alignment.PreparedContour(hum.pitch[:20], hum.times[:20])
+    assert np.isinf(alignment.screen(short, screened, profiles)).all()
+
+
+def test_screening_cost_brings_candidates_forward():
+    from recsys.search import hum_candidate_order
+
+    votes = np.array([2.0, 1.0, -np.inf, 0.5])
+    similarity = np.full(4, 0.5)
+    cost = np.array([2.0, 2.0, 0.2, np.inf])  # track 2: no vote, aligns well; 3: unaligned
+    assert list(hum_candidate_order(votes, similarity))[:2] == [0, 1]
+    order = list(hum_candidate_order(votes, similarity, screen_cost=cost, screen_weight=2.0))
+    assert order[0] == 2 and order[-1] == 3

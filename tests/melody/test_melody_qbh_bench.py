@@ -79,7 +79,7 @@ def test_bench_finds_hummed_tunes(mini_corpus, tmp_path):
     result = qbh.run(mini_corpus, separator="clean", model="pitch_dtw",
                      scale_songs=(10,), cache=tmp_path / "cache")
     assert result.bench == "qbh" and result.n_items == N_SONGS + 1
-    assert set(result.systems) == {"dtw", "tcae", "tcae_dtw", "tcae_key_dtw"}
+    assert set(result.systems) == {"dtw", "tcae", "tcae_dtw", "tcae_key_dtw", "tcae_screen_dtw"}
     assert result.notes["queries_dropped_same_voice"] == 1
     assert result.notes["queries_without_melody"] == 1
     # 5 real hums found first by DTW; the silent one is a miss, not a random answer
@@ -87,6 +87,7 @@ def test_bench_finds_hummed_tunes(mini_corpus, tmp_path):
     assert result.systems["tcae_dtw"]["top10"] >= result.systems["tcae_dtw"]["top1"]
     # every track is a candidate of the key-profile path: the re-rank sees all six songs
     assert result.systems["tcae_key_dtw"]["top1"] == result.systems["dtw"]["top1"]
+    assert result.systems["tcae_screen_dtw"]["top1"] == result.systems["dtw"]["top1"]
     for metrics in result.systems.values():
         assert metrics["p95_ms"] >= metrics["p50_ms"] > 0
     assert result.notes["scaling"]["10_songs"]["windows"] > 0
