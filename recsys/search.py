@@ -37,13 +37,13 @@ NOTHING_CLOSE = "nothing in the catalog is close enough to this query"
 # A hum matches a track when its aligned pitch is off by under ~1.2 semitones per frame on
 # average (alignment score 1 / (1 + cost)); unrelated tunes align worse than that.
 MIN_HUM_SCORE = 0.45
-# Hum candidates re-ranked by pitch alignment. On the val split (62 hums, 1,008-song catalog;
-# bench-out/qbh-val-keys.json at 75, qbh-val-key50.json at 50) the service's path scores MRR
-# 0.90, top-10 0.95 at both depths (p95 298 ms at 75, 281 ms at 50); by votes alone MRR 0.87
-# at 75, 0.83 at 50. On the development corpus's train split (see HUM_HITS_PER_WINDOW) the
-# right song was among the 75 best candidates for 92 % of 104 hums, the 50 best for 91 %.
-# The deeper setting was kept.
-HUM_RERANK = 75
+# Hum candidates re-ranked by pitch alignment. With screening (HUM_SCREEN_WEIGHT), on the
+# development corpus's train split (see HUM_HITS_PER_WINDOW; 104 hums) the service's path
+# scored MRR 0.945 / top-10 0.962 at 75, 0.952 / 0.971 at 100, 0.951 / 0.962 at 125 (p95
+# 137, 151, 172 ms on one run each); on the val split (62 hums, 1,008-song catalog) 0.920 /
+# 0.968 at 75 and 0.932 / 0.984 at 100 (bench-out/qbh-val-screen.json and
+# qbh-val-rerank100.json). 100 was kept. (Before screening, 75 had been kept over 50.)
+HUM_RERANK = 100
 # Nearest catalog windows fetched per hum window before voting, and how hits vote: only
 # where they agree on the hum's start in the track (consistent_votes; the hum may be sung at
 # 0.7-1.4x the track's tempo; offsets meet in 1.5 s bins, the catalog's window hop, laid at
