@@ -531,6 +531,15 @@ class Catalog:
         with self._session() as s:
             return s.scalar(select(func.count(Track.id)).where(track_condition(filter)))
 
+    def tracks_stamp(self) -> tuple[int, int]:
+        """``(number of tracks, highest track id)``, in one query: it changes when a track
+        is added or deleted, except when the newest track is deleted and another added in
+        its place (SQLite reuses that id). For caches whose staleness costs little, such as
+        the hum search's candidate screening."""
+        with self._session() as s:
+            count, top = s.execute(select(func.count(Track.id), func.max(Track.id))).one()
+            return int(count), int(top or 0)
+
     def get_artist(self, artist_id: int) -> ArtistRecord | None:
         found = self._artist_records(select(Artist.id).where(Artist.id == int(artist_id)))
         return found[0] if found else None
@@ -634,6 +643,20 @@ class Catalog:
         with self._session() as s:
             return {a.name: np.frombuffer(a.data, dtype=np.dtype(a.dtype))
                     .reshape(json.loads(a.shape)).copy() for a in s.scalars(q)}
+
+    def arrays_of(self, track_ids: Iterable[int],
+                  names: Iterable[str] | None = None) -> dict[int, dict[str, np.ndarray]]:
+        """:meth:`arrays` of many tracks in one query: ``{track id: {name: array}}``
+        (tracks without such arrays, or unknown, are absent)."""
+        q = select(TrackArray).where(TrackArray.track_id.in_([int(t) for t in track_ids]))
+        if names is not None:
+            q = q.where(TrackArray.name.in_(list(names)))
+        out: dict[int, dict[str, np.ndarray]] = {}
+        with self._session() as s:
+            for a in s.scalars(q):
+                out.setdefault(a.track_id, {})[a.name] = np.frombuffer(
+                    a.data, dtype=np.dtype(a.dtype)).reshape(json.loads(a.shape)).copy()
+        return out
 
     # ---- internals -------------------------------------------------------------------------
 

@@ -244,8 +244,9 @@ class SearchService:
         self._models = models
         self._models_factory = models_factory
         self.hum_search_strategy = hum_search
-        self._contours: tuple[int, dict] | None = None  # (catalog size, prepared contours)
-        # (catalog size, track ids, key profiles, screening contours)
+        # (catalog.tracks_stamp(), {track id: prepared contour})
+        self._contours: tuple[tuple[int, int], dict] | None = None
+        # (the contours they were computed from, track ids, key profiles, screening contours)
         self._profiles: tuple | None = None
         self._null_scores: dict[tuple[str, int], float] = {}
         self._text_mapper = None
@@ -488,11 +489,10 @@ class SearchService:
             screen_cost=alignment.screen(hum_prepared, screened, profiles, config))
         hum_seconds = len(clip) / audio.SAMPLE_RATE
         candidates = {}
-        for track_id in [ids[i] for i in order[:max(rerank, offset + limit)]]:
-            contour = self.catalog.arrays(track_id, [PITCH_CONTOUR]).get(PITCH_CONTOUR)
-            if contour is None:
-                continue
-            contour = alignment.prepare(contour, config.hop_s)
+        # the contours aligned are read afresh (one query): the screening cache may be stale
+        chosen = [ids[i] for i in order[:max(rerank, offset + limit)]]
+        for track_id, arrays in self.catalog.arrays_of(chosen, [PITCH_CONTOUR]).items():
+            contour = alignment.prepare(arrays[PITCH_CONTOUR], config.hop_s)
             mine = hits.track_id == track_id
             # a candidate no hum window hit (brought by its key profile) is aligned whole
             candidates[track_id] = (around_best_windows(contour, hits.score[mine],
@@ -544,28 +544,25 @@ class SearchService:
         return self._answer(results)
 
     def _prepared_contours(self) -> dict:
-        """Every track's pitch contour, prepared for alignment once per catalog size."""
-        size = self.catalog.count_tracks()
-        if self._contours is None or self._contours[0] != size:
-            self._contours = (size, dict(self._each_prepared_contour()))
+        """Every track's pitch contour, prepared for alignment (about 4 kB a track), read
+        from the database once per change of the catalog's tracks."""
+        stamp = self.catalog.tracks_stamp()
+        if self._contours is None or self._contours[0] != stamp:
+            self._contours = (stamp, dict(self._each_prepared_contour()))
         return self._contours[1]
 
     def _screening(self) -> tuple[list[int], np.ndarray, list[np.ndarray]]:
         """Track ids with a contour, their key profiles ``(tracks, KEY_BINS)``
         (:func:`embeddings.alignment.key_profile`) and their screening contours
         (:func:`embeddings.alignment.screen_contours`, a number per 0.4 s sung), computed
-        once per catalog size; small enough that large catalogs keep them all."""
-        size = self.catalog.count_tracks()
-        if self._profiles is None or self._profiles[0] != size:
-            contours = (self._contours[1].items() if self._contours is not None
-                        and self._contours[0] == size else self._each_prepared_contour())
-            ids, prepared = [], []
-            for track_id, contour in contours:
-                ids.append(track_id)
-                prepared.append(contour)
+        once per change of the catalog's tracks (:meth:`index.catalog.Catalog.tracks_stamp`)."""
+        contours = self._prepared_contours()
+        if self._profiles is None or self._profiles[0] is not contours:
+            prepared = list(contours.values())
             matrix = (np.stack([alignment.key_profile(c.pitch) for c in prepared]) if prepared
                       else np.zeros((0, alignment.KEY_BINS)))
-            self._profiles = (size, ids, matrix, alignment.screen_contours(prepared))
+            self._profiles = (contours, list(contours), matrix,
+                              alignment.screen_contours(prepared))
         return self._profiles[1], self._profiles[2], self._profiles[3]
 
     def _each_prepared_contour(self):

@@ -101,6 +101,28 @@ def test_window_hits_agree_with_search_without_payloads(catalog, make_track):
         catalog.window_hits("melody-window", queries, filter={"nope": 1})
 
 
+def test_tracks_stamp_changes_with_added_and_deleted_tracks(catalog, make_track):
+    assert catalog.tracks_stamp() == (0, 0)
+    first, _ = catalog.add_track(make_track(1))
+    second, _ = catalog.add_track(make_track(2))
+    assert catalog.tracks_stamp() == (2, second)
+    catalog.delete_track(first)
+    assert catalog.tracks_stamp() == (1, second)
+    third, _ = catalog.add_track(make_track(3))  # as many tracks as before, not the same
+    assert catalog.tracks_stamp() == (2, third) and third > second
+
+
+def test_arrays_of_many_tracks_in_one_read(catalog, make_track):
+    ids = [catalog.add_track(make_track(i))[0] for i in range(3)]
+    got = catalog.arrays_of([ids[2], ids[0], 999_999], ["pitch-contour"])
+    assert set(got) == {ids[0], ids[2]}
+    for track_id in (ids[0], ids[2]):
+        np.testing.assert_array_equal(got[track_id]["pitch-contour"],
+                                      catalog.arrays(track_id)["pitch-contour"])
+    assert catalog.arrays_of([ids[1]], ["no-such-array"]) == {}
+    assert catalog.arrays_of([]) == {}
+
+
 def test_artist_vector_is_mean_of_its_tracks(catalog, make_track):
     a = np.array([1.0, 0, 0, 0, 0, 0, 0, 0])
     b = np.array([0, 1.0, 0, 0, 0, 0, 0, 0])
