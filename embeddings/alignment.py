@@ -250,6 +250,8 @@ def _pool(x: np.ndarray, k: int) -> np.ndarray:
 
 def _pool_many(xs: list[np.ndarray], k: int) -> list[np.ndarray]:
     """:func:`_pool` of each contour, in one median call."""
+    if not xs:
+        return []
     n = [len(x) // k for x in xs]
     blocks = np.concatenate([x[: m * k] for x, m in zip(xs, n, strict=True)]).reshape(-1, k)
     return np.split(np.median(blocks, axis=1).astype(np.float32), np.cumsum(n)[:-1])
@@ -387,6 +389,8 @@ def _scored(q0: np.ndarray, references: Mapping[object, np.ndarray | PreparedCon
         if len(ref.pitch) >= 2:
             keys.append(key)
             refs.append(ref)
+    if not refs:
+        return []
     scored = sorted(zip(_score(q0, refs, config), keys, refs, strict=True),
                     key=lambda item: item[0][:2])
     return [(cost, tempo, shift, key, ref) for (_, cost, tempo, shift), key, ref in scored]
@@ -419,6 +423,9 @@ def screen(query: PreparedContour, pooled: list[np.ndarray], profiles: np.ndarra
     q0 = _relative(query)
     shift = (_circular_correlation(key_profile(q0), profiles).argmax(axis=1)
              * (12.0 / KEY_BINS))
+    if not config.fold_octaves:  # the octave that puts the hum's median nearest the track's
+        medians = np.array([np.median(ref) if len(ref) else 0.0 for ref in pooled])
+        shift = shift + 12.0 * np.round((medians - shift) / 12.0)
     long_enough = [i for i, ref in enumerate(pooled) if len(ref) >= 4]
     out[long_enough] = _batched_costs(_pool(q0, pool), [pooled[i] for i in long_enough],
                                       [float(shift[i]) for i in long_enough], config)

@@ -39,7 +39,7 @@ LABELS = ("female", "male")
 TAGS = {"female": "female vocal", "male": "male vocal"}
 PRETRAINED = WEIGHTS_DIR / "timbre-contrastive-gender.safetensors"
 C_GRID = (0.01, 0.1, 1.0, 10.0)
-K_GRID = (1, 3, 5, 9, 15)  # neighbours
+K_GRID = (15, 9, 5, 3, 1)  # neighbours (odd: no tied votes), smoothest first
 # the pitch axis' standard deviation, in units of distance between unit track vectors
 PITCH_WEIGHT_GRID = (0.2, 0.4, 0.8)
 
@@ -155,7 +155,7 @@ class _Classifier:
             clf = kind._from(load_file(str(path)), spec)
             clf.meta = spec.get("meta") or {}
             return clf
-        except (OSError, ValueError, KeyError) as err:
+        except (OSError, ValueError, KeyError, TypeError) as err:
             raise GenderWeightsError(f"cannot read gender classifier {path}: {err}") from err
 
 
@@ -166,7 +166,7 @@ class GenderClassifier(_Classifier):
 
     kind = "logistic"
 
-    def __init__(self, coef: np.ndarray, intercept: float, version: str = "gender-logreg-0",
+    def __init__(self, coef: np.ndarray, intercept: float, version: str = "gender-logistic-0",
                  encoder_version: str | None = None, pitch_coef: float | None = None,
                  pitch_mean: float = 0.0, pitch_std: float = 1.0, c: float | None = None):
         self.coef = np.asarray(coef, dtype=np.float32).reshape(-1)
@@ -186,7 +186,7 @@ class GenderClassifier(_Classifier):
     @classmethod
     def fit(
         cls, vectors: np.ndarray, genders: Sequence[str], c: float = 1.0,
-        version: str = "gender-logreg-0", encoder_version: str | None = None,
+        version: str = "gender-logistic-0", encoder_version: str | None = None,
         pitches: np.ndarray | None = None,
     ) -> GenderClassifier:
         """Fit on ``(n, dim)`` track vectors labelled ``"male"`` / ``"female"``, with their
@@ -246,13 +246,13 @@ class NeighbourGenderClassifier(_Classifier):
     def __init__(self, vectors: np.ndarray, labels: np.ndarray, k: int,
                  pitches: np.ndarray | None = None, pitch_weight: float | None = None,
                  pitch_mean: float = 0.0, pitch_std: float = 1.0,
-                 version: str = "gender-knn-0", encoder_version: str | None = None):
+                 version: str = "gender-neighbours-0", encoder_version: str | None = None):
         if (pitches is None) != (pitch_weight is None):
             raise ValueError("give the training pitches and their weight together")
         self.vectors = np.asarray(vectors, dtype=np.float32)
         self.labels = np.asarray(labels, dtype=np.int64)
-        if not 1 <= k <= len(self.labels):
-            raise ValueError(f"k must be in 1..{len(self.labels)}, got {k}")
+        if not 1 <= k <= len(self.labels) or k % 2 == 0:
+            raise ValueError(f"k must be odd and in 1..{len(self.labels)}, got {k}")
         self.k = int(k)
         self.pitches = None if pitches is None else np.asarray(pitches, dtype=np.float32)
         self.pitch_weight = None if pitch_weight is None else float(pitch_weight)
@@ -269,14 +269,16 @@ class NeighbourGenderClassifier(_Classifier):
     @classmethod
     def fit(
         cls, vectors: np.ndarray, genders: Sequence[str], k: int = 5,
-        version: str = "gender-knn-0", encoder_version: str | None = None,
+        version: str = "gender-neighbours-0", encoder_version: str | None = None,
         pitches: np.ndarray | None = None, pitch_weight: float = 0.4,
     ) -> NeighbourGenderClassifier:
         """Keep ``(n, dim)`` track vectors labelled ``"male"`` / ``"female"`` (and their
-        ``(n,)`` median pitches, NaN allowed, as one more axis when given). ``k`` is at most
-        ``n``."""
+        ``(n,)`` median pitches, NaN allowed, as one more axis when given). ``k`` is odd,
+        so votes never tie, and at most ``n``."""
         y = _labels(genders)
-        k = min(k, len(y))
+        if k % 2 == 0:
+            raise ValueError(f"k must be odd (votes must not tie), got {k}")
+        k = min(k, len(y) - (len(y) + 1) % 2)
         if pitches is None:
             return cls(vectors, y, k, version=version, encoder_version=encoder_version)
         mean, std = _pitch_scale(pitches, len(y))
@@ -397,26 +399,33 @@ def leave_singers_out_accuracy(
 
 
 def candidates(with_pitch: bool) -> dict[str, Callable[..., _Classifier]]:
-    """The classifiers model selection chooses among, simplest first, as ``{name:
-    fit(vectors, genders, pitches=...)}`` (a fit without pitch ignores ``pitches``): the
-    logistic one for each ``C`` in :data:`C_GRID`, the neighbour one for each ``k`` in
-    :data:`K_GRID` (and each pitch weight in :data:`PITCH_WEIGHT_GRID`), each on the vector
-    alone and, ``with_pitch``, on the vector and the median pitch."""
+    """The classifiers model selection chooses among, as ``{name: fit(vectors, genders,
+    pitches=...)}`` (a fit without pitch ignores ``pitches``): the logistic one for each
+    ``C`` in :data:`C_GRID`, the neighbour one for each ``k`` in :data:`K_GRID` (and each
+    pitch weight in :data:`PITCH_WEIGHT_GRID`), each on the vector alone and, with
+    ``with_pitch``, on the vector and the median pitch.
+
+    Simplest first, so that ties go to the simpler: logistic before neighbours, fewer
+    inputs first, then stronger regularisation (smaller ``C``, more neighbours)."""
     def without_pitch(fit):
         return lambda vectors, genders, pitches=None: fit(vectors, genders)
 
+    inputs = (False, True) if with_pitch else (False,)
     out: dict[str, Callable[..., _Classifier]] = {}
-    for c in C_GRID:
-        out[f"logistic vector C={c}"] = without_pitch(
-            functools.partial(GenderClassifier.fit, c=c))
-        if with_pitch:
-            out[f"logistic vector+pitch C={c}"] = functools.partial(GenderClassifier.fit, c=c)
-    for k in K_GRID:
-        out[f"neighbours vector k={k}"] = without_pitch(
-            functools.partial(NeighbourGenderClassifier.fit, k=k))
-        for w in PITCH_WEIGHT_GRID if with_pitch else ():
-            out[f"neighbours vector+pitch k={k} w={w}"] = functools.partial(
-                NeighbourGenderClassifier.fit, k=k, pitch_weight=w)
+    for pitch in inputs:
+        for c in C_GRID:
+            fit = functools.partial(GenderClassifier.fit, c=c)
+            out[f"logistic vector{'+pitch' if pitch else ''} C={c}"] = (
+                fit if pitch else without_pitch(fit))
+    for pitch in inputs:
+        for k in K_GRID:
+            if not pitch:
+                out[f"neighbours vector k={k}"] = without_pitch(
+                    functools.partial(NeighbourGenderClassifier.fit, k=k))
+                continue
+            for w in PITCH_WEIGHT_GRID:
+                out[f"neighbours vector+pitch k={k} w={w}"] = functools.partial(
+                    NeighbourGenderClassifier.fit, k=k, pitch_weight=w)
     return out
 
 

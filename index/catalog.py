@@ -531,14 +531,16 @@ class Catalog:
         with self._session() as s:
             return s.scalar(select(func.count(Track.id)).where(track_condition(filter)))
 
-    def tracks_stamp(self) -> tuple[int, int]:
-        """``(number of tracks, highest track id)``, in one query: it changes when a track
-        is added or deleted, except when the newest track is deleted and another added in
-        its place (SQLite reuses that id). For caches whose staleness costs little, such as
-        the hum search's candidate screening."""
+    def tracks_stamp(self) -> tuple:
+        """``(number of tracks, highest track id, latest creation time)``, in one query: it
+        changes whenever a track is added or deleted (a track's stored arrays are written
+        with it and never change). SQLite reuses the id of a deleted newest track; the
+        creation time tells such a newcomer apart unless both happen within one second
+        (SQLite's clock resolution). For caches of per-track data."""
         with self._session() as s:
-            count, top = s.execute(select(func.count(Track.id), func.max(Track.id))).one()
-            return int(count), int(top or 0)
+            count, top, latest = s.execute(select(
+                func.count(Track.id), func.max(Track.id), func.max(Track.created_at))).one()
+            return int(count), int(top or 0), latest
 
     def get_artist(self, artist_id: int) -> ArtistRecord | None:
         found = self._artist_records(select(Artist.id).where(Artist.id == int(artist_id)))
@@ -648,14 +650,16 @@ class Catalog:
                   names: Iterable[str] | None = None) -> dict[int, dict[str, np.ndarray]]:
         """:meth:`arrays` of many tracks in one query: ``{track id: {name: array}}``
         (tracks without such arrays, or unknown, are absent)."""
-        q = select(TrackArray).where(TrackArray.track_id.in_([int(t) for t in track_ids]))
-        if names is not None:
-            q = q.where(TrackArray.name.in_(list(names)))
+        ids = [int(t) for t in track_ids]
         out: dict[int, dict[str, np.ndarray]] = {}
         with self._session() as s:
-            for a in s.scalars(q):
-                out.setdefault(a.track_id, {})[a.name] = np.frombuffer(
-                    a.data, dtype=np.dtype(a.dtype)).reshape(json.loads(a.shape)).copy()
+            for first in range(0, len(ids), 500):  # a bounded number of bound parameters
+                q = select(TrackArray).where(TrackArray.track_id.in_(ids[first:first + 500]))
+                if names is not None:
+                    q = q.where(TrackArray.name.in_(list(names)))
+                for a in s.scalars(q):
+                    out.setdefault(a.track_id, {})[a.name] = np.frombuffer(
+                        a.data, dtype=np.dtype(a.dtype)).reshape(json.loads(a.shape)).copy()
         return out
 
     # ---- internals -------------------------------------------------------------------------

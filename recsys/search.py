@@ -245,8 +245,8 @@ class SearchService:
         self._models_factory = models_factory
         self.hum_search_strategy = hum_search
         # (catalog.tracks_stamp(), {track id: prepared contour})
-        self._contours: tuple[tuple[int, int], dict] | None = None
-        # (the contours they were computed from, track ids, key profiles, screening contours)
+        self._contours: tuple[tuple, dict] | None = None
+        # (track ids, key profiles, screening contours, the contours they were computed from)
         self._profiles: tuple | None = None
         self._null_scores: dict[tuple[str, int], float] = {}
         self._text_mapper = None
@@ -475,7 +475,7 @@ class SearchService:
                                        hum.starts)
         votes = dict(zip(voted.tolist(), vote.tolist(), strict=True))
         config = alignment.AlignConfig()
-        ids, profiles, screened = self._screening()
+        ids, profiles, screened, contours = self._screening()
         if filter is not None:
             allowed = {t.id for t in self._all_tracks(filter)}
             keep = [i for i, t in enumerate(ids) if t in allowed]
@@ -489,21 +489,16 @@ class SearchService:
             screen_cost=alignment.screen(hum_prepared, screened, profiles, config))
         hum_seconds = len(clip) / audio.SAMPLE_RATE
         candidates = {}
-        # the contours aligned are read afresh (one query): the screening cache may be stale
-        chosen = [ids[i] for i in order[:max(rerank, offset + limit)]]
-        for track_id, arrays in self.catalog.arrays_of(chosen, [PITCH_CONTOUR]).items():
-            contour = alignment.prepare(arrays[PITCH_CONTOUR], config.hop_s)
+        for track_id in [ids[i] for i in order[:max(rerank, offset + limit)]]:
+            contour = contours[track_id]
             mine = hits.track_id == track_id
             # a candidate no hum window hit (brought by its key profile) is aligned whole
             candidates[track_id] = (around_best_windows(contour, hits.score[mine],
                                                          hits.start[mine], hum_seconds)
                                     if mine.any() else contour)
-        threshold = MIN_HUM_SCORE if score_threshold is None else score_threshold
-        ranked = [(track_id, match) for track_id, match
-                  in alignment.rank(hum_contour, candidates, config, limit=None)
-                  if match.score >= threshold]
         results = []
-        for track_id, match in ranked[offset: offset + limit]:
+        for track_id, match in aligned_page(hum_contour, candidates, config, limit, offset,
+                                            score_threshold):
             track = self.catalog.get_track(track_id)
             if track is None:  # deleted while this hum was searched
                 continue
@@ -529,15 +524,12 @@ class SearchService:
         if filter is not None:
             allowed = {t.id for t in self._all_tracks(filter)}
             contours = {k: v for k, v in contours.items() if k in allowed}
-        config = alignment.AlignConfig()
-        order = alignment.costs(hum_contour, contours, config)
-        threshold = MIN_HUM_SCORE if score_threshold is None else score_threshold
-        head = [track_id for track_id, cost in order
-                if 1.0 / (1.0 + cost) >= threshold][offset: offset + limit]
         results = []
-        for track_id, match in alignment.rank(hum_contour, {t: contours[t] for t in head},
-                                              config, limit=None):
+        for track_id, match in aligned_page(hum_contour, contours, alignment.AlignConfig(),
+                                            limit, offset, score_threshold):
             track = self.catalog.get_track(track_id)
+            if track is None:  # deleted while this hum was searched
+                continue
             payload = track_payload(track)
             payload.update(match_start=round(match.start_s, 2), match_end=round(match.end_s, 2))
             results.append(Result(track_id, match.score, payload))
@@ -545,32 +537,41 @@ class SearchService:
 
     def _prepared_contours(self) -> dict:
         """Every track's pitch contour, prepared for alignment (about 4 kB a track), read
-        from the database once per change of the catalog's tracks."""
+        from the database once per change of the catalog's tracks
+        (:meth:`index.catalog.Catalog.tracks_stamp`)."""
         stamp = self.catalog.tracks_stamp()
-        if self._contours is None or self._contours[0] != stamp:
-            self._contours = (stamp, dict(self._each_prepared_contour()))
-        return self._contours[1]
+        cached = self._contours
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, dict(self._each_prepared_contour()))
+            self._contours = cached  # one assignment: other request threads see all or none
+        return cached[1]
 
-    def _screening(self) -> tuple[list[int], np.ndarray, list[np.ndarray]]:
+    def _screening(self) -> tuple[list[int], np.ndarray, list[np.ndarray], dict]:
         """Track ids with a contour, their key profiles ``(tracks, KEY_BINS)``
-        (:func:`embeddings.alignment.key_profile`) and their screening contours
-        (:func:`embeddings.alignment.screen_contours`, a number per 0.4 s sung), computed
-        once per change of the catalog's tracks (:meth:`index.catalog.Catalog.tracks_stamp`)."""
+        (:func:`embeddings.alignment.key_profile`), their screening contours
+        (:func:`embeddings.alignment.screen_contours`, a number per 0.4 s sung) and the
+        ``{track id: prepared contour}`` they come from, computed once per change of the
+        catalog's tracks."""
         contours = self._prepared_contours()
-        if self._profiles is None or self._profiles[0] is not contours:
+        cached = self._profiles
+        if cached is None or cached[3] is not contours:
             prepared = list(contours.values())
             matrix = (np.stack([alignment.key_profile(c.pitch) for c in prepared]) if prepared
                       else np.zeros((0, alignment.KEY_BINS)))
-            self._profiles = (contours, list(contours), matrix,
-                              alignment.screen_contours(prepared))
-        return self._profiles[1], self._profiles[2], self._profiles[3]
+            cached = (list(contours), matrix, alignment.screen_contours(prepared), contours)
+            self._profiles = cached
+        return cached
 
-    def _each_prepared_contour(self):
+    def _each_prepared_contour(self, page: int = 500):
         config = alignment.AlignConfig()
-        for track in self._all_tracks():
-            contour = self.catalog.arrays(track.id, [PITCH_CONTOUR]).get(PITCH_CONTOUR)
-            if contour is not None:
-                yield track.id, alignment.prepare(contour, config.hop_s)
+        ids = [track.id for track in self._all_tracks()]
+        for first in range(0, len(ids), page):
+            chosen = ids[first:first + page]
+            arrays = self.catalog.arrays_of(chosen, [PITCH_CONTOUR])
+            for track_id in chosen:  # in track order, as listed
+                if track_id in arrays:
+                    yield track_id, alignment.prepare(arrays[track_id][PITCH_CONTOUR],
+                                                      config.hop_s)
 
     def _all_tracks(self, filter: dict | None = None, page: int = 5_000):
         offset = 0
@@ -683,6 +684,18 @@ class SearchService:
 
     def _answer(self, results: list[Result]) -> SearchAnswer:
         return SearchAnswer(results, message=None if results else NOTHING_CLOSE)
+
+
+def aligned_page(hum_contour: np.ndarray, contours: dict, config: alignment.AlignConfig,
+                 limit: int, offset: int = 0, score_threshold: float | None = None) -> list:
+    """``[(track id, Match)]``: one page of ``contours`` (``{track id: prepared contour}``)
+    ordered by alignment with the hum, those scoring under the threshold left out. Every
+    track is ordered by its alignment cost (:func:`embeddings.alignment.costs`); only the
+    page's tracks are located (their matched span backtracked), which is the costly part."""
+    threshold = MIN_HUM_SCORE if score_threshold is None else score_threshold
+    head = [track_id for track_id, cost in alignment.costs(hum_contour, contours, config)
+            if 1.0 / (1.0 + cost) >= threshold][offset: offset + limit]
+    return alignment.rank(hum_contour, {t: contours[t] for t in head}, config, limit=None)
 
 
 def around_best_windows(contour, scores: np.ndarray, starts: np.ndarray,

@@ -290,11 +290,10 @@ def search_one(hum: np.ndarray, tracks: list[CatalogTrack], prepared, index: Win
     def rerank(order: list[int]) -> list[int]:
         top = {i: _around_hits(prepared[i], i, index, sims, ids, len(hum) / 16000)
                if crop else prepared[i] for i in order[:rerank_k]}
-        # the service also locates the matched span of the tracks it returns (rank()); the
-        # bench needs the order only, and times the span search of the best one
+        # as the service's aligned_page: every candidate ordered by its alignment cost, the
+        # first page of ten located (their matched spans backtracked)
         head = [i for i, _ in alignment.costs(contour, top, config)]
-        if head:
-            alignment.rank(contour, {head[0]: top[head[0]]}, config, limit=1)
+        alignment.rank(contour, {i: top[i] for i in head[:10]}, config, limit=None)
         aligned = set(head)
         return head + [i for i in order if i not in aligned]
 

@@ -175,6 +175,12 @@ def test_a_hum_is_read_with_its_contour_beside_the_window_search():
     assert hum.contour.dtype == np.float32 and len(hum.contour) == 501
     assert len(hum.starts) == len(hum.hits) > 1 and hum.starts[0] == 0.0
 
+    def broken(x):
+        raise ValueError("tracker failed")
+
+    with pytest.raises(ValueError, match="tracker failed"):  # the worker's error surfaces
+        read_hum(clip, broken, embed, lambda vectors: vectors)
+
 
 @pytest.mark.parametrize("shift,tempo",
                          [(0.0, 1.0), (5.0, 0.8), (-3.5, 1.0), (2.5, 1.2), (0.0, 1.4)])

@@ -171,3 +171,34 @@ def test_unknown_ids_and_spaces_are_clear_errors(ingested):
         ingested.service.similar_singers(artist_id=10**9)
     with pytest.raises(SearchError, match="unknown space"):
         ingested.service.similar_tracks(1, space="colour")
+
+
+@pytest.fixture
+def own_catalog(ingested, tmp_path):
+    """A service over a new, empty catalog with the session's models."""
+    from recsys.context import open_catalog
+    from recsys.settings import Settings
+
+    catalog = open_catalog(Settings(data_dir=tmp_path, api_keys=["k"]))
+    return catalog, search.SearchService(catalog, models=ingested.service.models)
+
+
+@pytest.mark.parametrize("strategy", ["dtw", "embedding"])
+def test_hum_search_follows_tracks_added_and_deleted(ingested, own_catalog, strategy):
+    catalog, service = own_catalog
+    service.hum_search_strategy = strategy
+    q = ingested.corpus.queries()[0]
+    hum = audio.load(q.path)
+    assert service.search_hum(hum).results == []  # nothing to find in an empty catalog
+    song = ingested.corpus.song(q.song_id)
+    mixture = [s for s in discover([ingested.corpus.root]) if s.path == song.mixture]
+    others = [s for s in discover([ingested.corpus.root]) if s.path != song.mixture][:2]
+    assert not ingest_paths(others, catalog, service.models).failed
+    before = {r.id for r in service.search_hum(hum, score_threshold=0.0).results}
+    assert not ingest_paths(mixture, catalog, service.models).failed
+    target = catalog.track_id_for_hash(ingested.catalog.get_track(
+        ingested.track_id(song)).content_hash)
+    found = service.search_hum(hum, score_threshold=0.0).results
+    assert target not in before and found[0].id == target  # the new track is searched
+    catalog.delete_track(target)
+    assert target not in {r.id for r in service.search_hum(hum, score_threshold=0.0).results}

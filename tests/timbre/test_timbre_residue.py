@@ -195,10 +195,33 @@ def test_neighbour_gender_classifier_tells_unseen_personas_of_known_voices(tmp_p
     assert loaded.meta == {"classifier": "neighbours"}
     with pytest.raises(GenderWeightsError, match="neighbours"):
         GenderClassifier.load(tmp_path / "knn.safetensors")  # not the logistic kind
-    assert NeighbourGenderClassifier.fit(x[:3], y[:2] + ["female"], k=9).k == 3
+    assert NeighbourGenderClassifier.fit(x[:4], y[:2] + ["female"] * 2, k=9).k == 3
+    with pytest.raises(ValueError, match="odd"):
+        NeighbourGenderClassifier.fit(x, y, k=4)
     with pytest.raises(ValueError):
         clf.predict(x[:, :4])
     assert clf.digest() != NeighbourGenderClassifier.fit(x, y, k=3).digest()
+
+
+def test_a_logistic_classifier_saved_before_kinds_existed_still_loads(tmp_path):
+    import json
+
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((20, 4)).astype(np.float32)
+    y = ["male"] * 10 + ["female"] * 10
+    clf = GenderClassifier.fit(x, y, pitches=rng.normal(55, 4, 20))
+    clf.save(tmp_path / "old.safetensors")
+    spec = json.loads((tmp_path / "old.json").read_text())
+    del spec["kind"]  # as written by the first releases
+    (tmp_path / "old.json").write_text(json.dumps(spec))
+    loaded = load_classifier(tmp_path / "old.safetensors")
+    assert isinstance(loaded, GenderClassifier) and loaded.uses_pitch
+    np.testing.assert_allclose(loaded.predict_proba(x, np.full(20, 55.0)),
+                               clf.predict_proba(x, np.full(20, 55.0)), rtol=1e-5)
+    spec["kind"], spec["k"] = "neighbours", None  # damaged: a clear error, not a crash
+    (tmp_path / "old.json").write_text(json.dumps(spec))
+    with pytest.raises(GenderWeightsError):
+        load_classifier(tmp_path / "old.safetensors")
 
 
 def test_joint_gender_loss(stem_set):
