@@ -432,17 +432,51 @@ def screen(query: PreparedContour, pooled: list[np.ndarray], profiles: np.ndarra
     return out
 
 
+@dataclass(frozen=True)
+class Scored:
+    """A hum aligned with one track, before the matched span is located."""
+
+    key: object  # the reference's key (track id)
+    cost: float  # as Match.cost (on pooled contours below the first config.rescore)
+    tempo: float
+    shift: float
+    ref: PreparedContour
+
+
+def score_all(
+    query: np.ndarray,
+    references: Mapping[object, np.ndarray | PreparedContour],
+    config: AlignConfig = AlignConfig(),
+) -> list[Scored]:
+    """The hum against every reference with voiced pitch, best first, each with the tempo
+    and key chosen for it; no span located (:func:`locate_all` does that for the few that
+    need it). The first ``config.rescore`` are ordered by their full-resolution cost, the
+    rest by the cost on pooled contours that ranked them there. Raises
+    :class:`NoMelodyError` for a hum without melody."""
+    return [Scored(key, cost, tempo, shift, ref)
+            for cost, tempo, shift, key, ref in _scored(_prepared_query(query, config),
+                                                        references, config)]
+
+
+def locate_all(query: np.ndarray, scored: list[Scored],
+               config: AlignConfig = AlignConfig()) -> list[Match]:
+    """The matched span of each scored track: a backtracked DTW at its chosen tempo and
+    key, on full-resolution contours."""
+    if not scored:
+        return []
+    q0 = _prepared_query(query, config)
+    return [_locate(q0, s.ref, s.tempo, s.shift, config) for s in scored]
+
+
 def costs(
     query: np.ndarray,
     references: Mapping[object, np.ndarray | PreparedContour],
     config: AlignConfig = AlignConfig(),
 ) -> list[tuple[object, float]]:
     """Alignment cost of a hum against every track, ``[(key, cost)]`` best first, without
-    locating the matched spans (cheaper than :func:`rank` for exhaustive search). The first
-    ``config.rescore`` are ordered by their full-resolution cost, the rest by the cost on
-    pooled contours that ranked them there."""
-    return [(key, cost) for cost, _, _, key, _ in _scored(_prepared_query(query, config),
-                                                           references, config)]
+    locating the matched spans (cheaper than :func:`rank` for exhaustive search); see
+    :func:`score_all`."""
+    return [(s.key, s.cost) for s in score_all(query, references, config)]
 
 
 def rank(
@@ -459,7 +493,6 @@ def rank(
     pitch are left out. Only the returned tracks are backtracked for their matched span.
     Raises :class:`NoMelodyError` for a hum without melody.
     """
-    q0 = _prepared_query(query, config)
-    scored = _scored(q0, references, config)
+    scored = score_all(query, references, config)
     top = scored[:limit] if limit is not None else scored
-    return [(key, _locate(q0, ref, tempo, shift, config)) for _, tempo, shift, key, ref in top]
+    return list(zip([s.key for s in top], locate_all(query, top, config), strict=True))

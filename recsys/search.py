@@ -693,9 +693,10 @@ def aligned_page(hum_contour: np.ndarray, contours: dict, config: alignment.Alig
     track is ordered by its alignment cost (:func:`embeddings.alignment.costs`); only the
     page's tracks are located (their matched span backtracked), which is the costly part."""
     threshold = MIN_HUM_SCORE if score_threshold is None else score_threshold
-    head = [track_id for track_id, cost in alignment.costs(hum_contour, contours, config)
-            if 1.0 / (1.0 + cost) >= threshold][offset: offset + limit]
-    return alignment.rank(hum_contour, {t: contours[t] for t in head}, config, limit=None)
+    page = [s for s in alignment.score_all(hum_contour, contours, config)
+            if 1.0 / (1.0 + s.cost) >= threshold][offset: offset + limit]
+    return list(zip([s.key for s in page], alignment.locate_all(hum_contour, page, config),
+                    strict=True))
 
 
 def around_best_windows(contour, scores: np.ndarray, starts: np.ndarray,

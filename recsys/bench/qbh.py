@@ -292,8 +292,9 @@ def search_one(hum: np.ndarray, tracks: list[CatalogTrack], prepared, index: Win
                if crop else prepared[i] for i in order[:rerank_k]}
         # as the service's aligned_page: every candidate ordered by its alignment cost, the
         # first page of ten located (their matched spans backtracked)
-        head = [i for i, _ in alignment.costs(contour, top, config)]
-        alignment.rank(contour, {i: top[i] for i in head[:10]}, config, limit=None)
+        scored = alignment.score_all(contour, top, config)
+        alignment.locate_all(contour, scored[:10], config)
+        head = [s.key for s in scored]
         aligned = set(head)
         return head + [i for i in order if i not in aligned]
 
