@@ -527,6 +527,13 @@ class Catalog:
         return self._track_records(select(Track).where(track_condition(filter))
                                    .order_by(Track.id).limit(limit).offset(offset))
 
+    def track_ids(self, filter: dict | str | None = None) -> list[int]:
+        """The ids of every track the filter lets through, ascending, without their
+        records (one light query; a bad filter raises ``FilterError``)."""
+        with self._session() as s:
+            return [int(t) for t in s.scalars(select(Track.id).where(track_condition(filter))
+                                              .order_by(Track.id))]
+
     def count_tracks(self, filter: dict | str | None = None) -> int:
         with self._session() as s:
             return s.scalar(select(func.count(Track.id)).where(track_condition(filter)))

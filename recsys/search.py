@@ -477,7 +477,7 @@ class SearchService:
         config = alignment.AlignConfig()
         ids, profiles, screened, contours = self._screening()
         if filter is not None:
-            allowed = {t.id for t in self._all_tracks(filter)}
+            allowed = set(self.catalog.track_ids(filter))
             keep = [i for i, t in enumerate(ids) if t in allowed]
             ids, profiles = [ids[i] for i in keep], profiles[keep]
             screened = [screened[i] for i in keep]
@@ -522,7 +522,7 @@ class SearchService:
         ``dtw``): slower than the embedding path but, as measured, far more accurate."""
         contours = self._prepared_contours()
         if filter is not None:
-            allowed = {t.id for t in self._all_tracks(filter)}
+            allowed = set(self.catalog.track_ids(filter))
             contours = {k: v for k, v in contours.items() if k in allowed}
         results = []
         for track_id, match in aligned_page(hum_contour, contours, alignment.AlignConfig(),

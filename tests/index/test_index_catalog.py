@@ -119,6 +119,16 @@ def test_tracks_stamp_changes_with_added_and_deleted_tracks(catalog, make_track)
     assert catalog.tracks_stamp() != both
 
 
+def test_track_ids_follow_the_filter(catalog, make_track):
+    ids = [catalog.add_track(make_track(i, tags=[("rock" if i < 2 else "jazz", 0.9)]))[0]
+           for i in range(4)]
+    assert catalog.track_ids() == sorted(ids)
+    jazz = {"must": [{"key": "tag", "match": {"value": "jazz"}}]}
+    assert catalog.track_ids(jazz) == ids[2:] == [t.id for t in catalog.list_tracks(filter=jazz)]
+    with pytest.raises(FilterError):
+        catalog.track_ids({"nope": 1})
+
+
 def test_arrays_of_many_tracks_in_one_read(catalog, make_track):
     ids = [catalog.add_track(make_track(i))[0] for i in range(3)]
     got = catalog.arrays_of([ids[2], ids[0], 999_999], ["pitch-contour"])
