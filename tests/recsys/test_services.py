@@ -152,6 +152,14 @@ def test_auto_hum_search_aligns_exhaustively_only_on_small_catalogs(ingested, mo
     assert all(r.payload["artist_id"] == artist_id for r in answer.results)
 
 
+@pytest.mark.parametrize("seconds", [0.05, 0.5, 5.0])
+def test_silent_or_tiny_hums_say_so_on_the_embedding_path(ingested, monkeypatch, seconds):
+    monkeypatch.setattr(ingested.service, "hum_search_strategy", "embedding")
+    silence = np.zeros(int(seconds * audio.SAMPLE_RATE), np.float32)
+    answer = ingested.service.search_hum(silence)
+    assert not answer.results and "no melody" in answer.message
+
+
 def test_silence_and_noise_say_so_instead_of_returning_noise(ingested):
     silence = np.zeros(5 * audio.SAMPLE_RATE, np.float32)
     answer = ingested.service.search_hum(silence)
