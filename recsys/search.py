@@ -56,9 +56,10 @@ HUM_RERANK = 100
 # hits and key weight 1, 88 % with consistent votes, 91 % with them and key weight 2, 93 %
 # with 400 hits as well.
 # End to end on that corpus's train split (104 of those 180 hums, so not held out from the
-# choice; bench-out/qbh-dev-train.json), the service's path went from MRR 0.84, top-10 0.86
-# to 0.89, 0.90 (p95 256 -> 264 ms). The test split, never used to choose, is the held-out
-# measure (BENCHMARKS.md).
+# choice; `recsys bench qbh --corpus /work/corpus-dev --extra /work/corpus-ext --split
+# train`, before and after, on an earlier session's slower machine), the service's path
+# went from MRR 0.84, top-10 0.86 to 0.89, 0.90 (p95 256 -> 264 ms). The test split, never
+# used to choose, is the held-out measure (BENCHMARKS.md).
 HUM_HITS_PER_WINDOW = 400
 HUM_TEMPOS = (0.7, 0.8, 0.9, 1.0, 1.12, 1.25, 1.4)
 HUM_OFFSET_TOLERANCE_S = 1.5
@@ -73,8 +74,8 @@ HUM_KEY_WEIGHT = 2.0
 # service's path scored top-10 0.96 at weights 1 and 2, 0.95 at 3, and MRR 0.945 at 1,
 # 0.942 at 2 (0.90 / 0.91 without screening); checked on the val split.
 HUM_SCREEN_WEIGHT = 1.0
-# How hums are searched: "dtw" aligns the hum with every track (the most accurate: test MRR
-# 0.90 vs 0.75 at 1,008 songs, see BENCHMARKS.md, but its time grows with the catalog),
+# How hums are searched: "dtw" aligns the hum with every track (accurate: test MRR 0.90,
+# top-10 0.92 at 1,008 songs, see BENCHMARKS.md, but its time grows with the catalog),
 # "embedding" takes melody-window candidates from the index first, "auto" picks "dtw" for
 # catalogs of up to HUM_EXHAUSTIVE_MAX_TRACKS tracks and "embedding" above.
 HUM_SEARCH = ("auto", "dtw", "embedding")
