@@ -646,24 +646,20 @@ class Catalog:
 
     def arrays(self, track_id: int, names: Iterable[str] | None = None) -> dict[str, np.ndarray]:
         """The stored arrays of a track (e.g. ``{"pitch-contour": (n,) float32}``)."""
-        q = select(TrackArray).where(TrackArray.track_id == track_id)
-        if names is not None:
-            q = q.where(TrackArray.name.in_(list(names)))
-        with self._session() as s:
-            return {a.name: np.frombuffer(a.data, dtype=np.dtype(a.dtype))
-                    .reshape(json.loads(a.shape)).copy() for a in s.scalars(q)}
+        return self.arrays_of([track_id], names).get(int(track_id), {})
 
     def arrays_of(self, track_ids: Iterable[int],
                   names: Iterable[str] | None = None) -> dict[int, dict[str, np.ndarray]]:
-        """:meth:`arrays` of many tracks in one query: ``{track id: {name: array}}``
+        """:meth:`arrays` of many tracks, 500 tracks a query: ``{track id: {name: array}}``
         (tracks without such arrays, or unknown, are absent)."""
         ids = [int(t) for t in track_ids]
+        names = None if names is None else list(names)
         out: dict[int, dict[str, np.ndarray]] = {}
         with self._session() as s:
             for first in range(0, len(ids), 500):  # a bounded number of bound parameters
                 q = select(TrackArray).where(TrackArray.track_id.in_(ids[first:first + 500]))
                 if names is not None:
-                    q = q.where(TrackArray.name.in_(list(names)))
+                    q = q.where(TrackArray.name.in_(names))
                 for a in s.scalars(q):
                     out.setdefault(a.track_id, {})[a.name] = np.frombuffer(
                         a.data, dtype=np.dtype(a.dtype)).reshape(json.loads(a.shape)).copy()

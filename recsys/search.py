@@ -565,7 +565,7 @@ class SearchService:
 
     def _each_prepared_contour(self, page: int = 500):
         config = alignment.AlignConfig()
-        ids = [track.id for track in self._all_tracks()]
+        ids = self.catalog.track_ids()
         for first in range(0, len(ids), page):
             chosen = ids[first:first + page]
             arrays = self.catalog.arrays_of(chosen, [PITCH_CONTOUR])
@@ -573,15 +573,6 @@ class SearchService:
                 if track_id in arrays:
                     yield track_id, alignment.prepare(arrays[track_id][PITCH_CONTOUR],
                                                       config.hop_s)
-
-    def _all_tracks(self, filter: dict | None = None, page: int = 5_000):
-        offset = 0
-        while True:
-            tracks = self.catalog.list_tracks(limit=page, offset=offset, filter=filter)
-            yield from tracks
-            if len(tracks) < page:
-                return
-            offset += page
 
     # ----- helpers ---------------------------------------------------------------------
 
