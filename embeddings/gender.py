@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -72,7 +73,7 @@ def _labels(genders: Sequence[str]) -> np.ndarray:
     return y
 
 
-class _Classifier:
+class _Classifier(ABC):
     """What both kinds share: labels from ``predict_proba``, atomic save, load by kind."""
 
     kind = ""
@@ -81,12 +82,18 @@ class _Classifier:
     dim: int
     meta: dict
 
-    def predict_proba(self, vectors: np.ndarray, pitches: np.ndarray | None = None) -> np.ndarray:
-        raise NotImplementedError
+    @property
+    @abstractmethod
+    def uses_pitch(self) -> bool:
+        """Whether the median pitch is an input."""
 
+    @abstractmethod
+    def predict_proba(self, vectors: np.ndarray, pitches: np.ndarray | None = None) -> np.ndarray:
+        """``(n, dim)`` (+ ``(n,)`` median pitches) -> ``(n,)`` probability of male."""
+
+    @abstractmethod
     def arrays(self) -> dict[str, np.ndarray]:
         """The fitted numbers, as saved."""
-        raise NotImplementedError
 
     def digest(self) -> str:
         """A short hash of the fitted numbers and settings (names a refit apart)."""
@@ -129,7 +136,9 @@ class _Classifier:
         os.chmod(tmp, 0o644)  # safetensors writes owner-only; weights are shipped files
         tmp_json = path.with_suffix(".json.tmp")
         spec = {"kind": self.kind, "version": self.version, "labels": list(LABELS),
-                "dim": self.dim, "encoder_version": self.encoder_version, **spec}
+                "dim": self.dim, "encoder_version": self.encoder_version,
+                "inputs": ["timbre track vector"] + (["median sung pitch (MIDI)"]
+                                                      if self.uses_pitch else []), **spec}
         if meta:
             spec["meta"] = meta
         tmp_json.write_text(json.dumps(spec, indent=2) + "\n")
@@ -220,8 +229,6 @@ class GenderClassifier(_Classifier):
     def save(self, path: str | os.PathLike, meta: dict | None = None) -> None:
         self._write(path, self.arrays(),
                     {"c": self.c,
-                     "inputs": ["timbre track vector"] + (["median sung pitch (MIDI)"]
-                                                           if self.uses_pitch else []),
                      "pitch": None if not self.uses_pitch else {
                          "coef": self.pitch_coef, "mean": self.pitch_mean,
                          "std": self.pitch_std}}, meta)
@@ -289,15 +296,24 @@ class NeighbourGenderClassifier(_Classifier):
         """``(n, dim)`` (+ ``(n,)`` median pitches (MIDI) if the classifier uses pitch; NaN or
         None: unknown, taken as the training mean) -> ``(n,)`` share of men among the
         ``k`` nearest training tracks."""
+        from sklearn.neighbors import NearestNeighbors
+
         vectors, pitches = self._check(vectors, pitches)
-        d2 = ((vectors ** 2).sum(1)[:, None] + (self.vectors ** 2).sum(1)[None]
-              - 2.0 * vectors @ self.vectors.T)
+        z = None
         if self.uses_pitch:
             z = (np.zeros(len(vectors)) if pitches is None
                  else _standard(pitches, self.pitch_mean, self.pitch_std))
-            d2 = d2 + (self.pitch_weight * (z[:, None] - self.pitches[None])) ** 2
-        nearest = np.argpartition(d2, self.k - 1, axis=1)[:, : self.k]
+        nearest = (NearestNeighbors(n_neighbors=self.k, algorithm="brute")
+                   .fit(self._points(self.vectors, self.pitches))
+                   .kneighbors(self._points(vectors, z), return_distance=False))
         return self.labels[nearest].mean(axis=1)
+
+    def _points(self, vectors: np.ndarray, z: np.ndarray | None) -> np.ndarray:
+        """Track vectors with the weighted standardised pitch ``z`` as one more axis (none
+        when the classifier does not use pitch)."""
+        if not self.uses_pitch:
+            return vectors
+        return np.hstack([vectors, (self.pitch_weight * z)[:, None]]).astype(np.float32)
 
     def arrays(self) -> dict[str, np.ndarray]:
         arrays = {"vectors": self.vectors, "labels": self.labels}
@@ -308,8 +324,6 @@ class NeighbourGenderClassifier(_Classifier):
     def save(self, path: str | os.PathLike, meta: dict | None = None) -> None:
         self._write(path, self.arrays(), {
             "k": self.k,
-            "inputs": ["timbre track vector"] + (["median sung pitch (MIDI)"]
-                                                  if self.uses_pitch else []),
             "pitch": None if not self.uses_pitch else {
                 "weight": self.pitch_weight, "mean": self.pitch_mean, "std": self.pitch_std}},
             meta)
