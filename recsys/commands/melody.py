@@ -163,6 +163,10 @@ already at --out that score better on val are kept (the new ones go to OUT-candi
 @train_app.command("pitch")
 def train_pitch(
     data: Path = typer.Option(..., help="A corpus built by `recsys corpus build`."),
+    extra: list[Path] = typer.Option([], "--extra", help="Another corpus (repeat) whose train "
+                                     "songs and their hums join --data's train items, less "
+                                     "those sung by --data's test singers or set to its tunes "
+                                     "(build it with --tune-offset). Val stays --data's."),
     out: Path = typer.Option(Path("embeddings/weights/pitch-cnn"),
                              help="Weights path without suffix (.safetensors/.json)."),
     steps: int = typer.Option(1500, help="Optimiser steps (at most)."),
@@ -196,29 +200,40 @@ def train_pitch(
     from embeddings.pitch_train import PitchItem, PitchTrainConfig, PitchValidation, train
     from recsys.bench.qbh import corpus_cache
     from recsys.bench.vocals import resolve_separator, separated_vocals
-    from recsys.corpus import Corpus, CorpusError
+    from recsys.corpus import Corpus, CorpusError, extension_songs
     from recsys.corpus.training_hums import generate
 
     try:
         corpus = Corpus(data)
+        extras = [Corpus(e) for e in extra]
+        extra_songs = {e.root: extension_songs(corpus, e, "train") for e in extras}
         model_config = PitchNetConfig(channels=channels, layers=layers)
         start = PitchNet.load(init) if init else None
     except (CorpusError, PitchModelError) as e:
         _fail(str(e))
     label, sep = resolve_separator(separator)
-    sep_cache = corpus_cache(cache, corpus)
     bar, update = _progress()
 
-    def split_items(split: str, per_song: int, bleed: bool) -> list[PitchItem]:
-        songs = [s for s in corpus.songs(split) if not s.instrumental and s.notes]
+    def song_items(c, songs, split: str, bleed: bool) -> list[PitchItem]:
         items = []
+        songs = [s for s in songs if not s.instrumental and s.notes]
         for i, s in enumerate(songs):
             items.append(PitchItem(audio.load(s.vocals), s.notes, "clean",
                                    audio.load(s.accompaniment) if bleed else None))
-            items.append(PitchItem(separated_vocals(s, sep, label, sep_cache), s.notes,
-                                   "separated"))
-            update(f"songs ({split})", i + 1, len(songs))
+            items.append(PitchItem(separated_vocals(s, sep, label, corpus_cache(cache, c)),
+                                   s.notes, "separated"))
+            update(f"songs ({split}, {c.root.name})", i + 1, len(songs))
+        return items
+
+    def split_items(split: str, per_song: int, bleed: bool) -> list[PitchItem]:
+        items = song_items(corpus, corpus.songs(split), split, bleed)
         hums = [(q.path, q.notes) for q in corpus.queries(split) if q.notes]
+        if split == "train":
+            for e in extras:
+                items += song_items(e, extra_songs[e.root], split, bleed)
+                allowed = {s.song_id for s in extra_songs[e.root]}
+                hums += [(q.path, q.notes) for q in e.queries(split)
+                         if q.notes and q.song_id in allowed]
         if per_song:
             hums += [(h.path, h.notes) for h in generate(
                 corpus, split, per_song, hum_cache,
@@ -241,6 +256,7 @@ def train_pitch(
     model.save(out, meta={
         "command": " ".join(["recsys", *sys.argv[1:]]),
         "corpus": str(Path(data).resolve()), "split": "train", "train_items": counts,
+        "extra": {str(e.root.resolve()): len(extra_songs[e.root]) for e in extras},
         "separator": label, "train_config": config.__dict__, "init": str(init) if init else None,
         "val": {"selection": f"{config.select_metric} on the val split", "best": best,
                 "best_step": history.best_step},

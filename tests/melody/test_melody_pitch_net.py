@@ -126,6 +126,28 @@ def test_train_pitch_cli_selects_on_val(tmp_path):
     assert PitchNet.load(out).config.channels == 4
 
 
+def test_train_pitch_cli_adds_an_extension_corpus_train_songs(tmp_path):
+    corpus, extra = tmp_path / "corpus", tmp_path / "extra"
+    _corpus(corpus)
+    _corpus(extra)
+    rows = [json.loads(line) for line in (extra / "songs.jsonl").read_text().splitlines()]
+    rows[1]["tune_id"] = "t1"  # set to a main-corpus tune: left out
+    for r in rows[:1] + rows[2:]:
+        r["tune_id"] = "x" + r["tune_id"]
+    (extra / "songs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "w" / "pitch-test"
+    result = CliRunner().invoke(app, [
+        "train", "pitch", "--data", str(corpus), "--extra", str(extra), "--out", str(out),
+        "--separator", "repet_sim", "--steps", "2", "--eval-every", "2", "--batch", "4",
+        "--channels", "4", "--layers", "2", "--hums-per-song", "0",
+        "--cache", str(tmp_path / "cache"),
+    ])
+    assert result.exit_code == 0, result.output
+    meta = json.loads(out.with_suffix(".json").read_text())["meta"]
+    assert meta["train_items"] == {"clean": 3, "separated": 3, "hum": 0}
+    assert meta["extra"] == {str(extra.resolve()): 1}
+
+
 def test_pitch_tracker_setting_reaches_the_melody_encoder(tmp_path):
     from embeddings.registry import UnknownModelError
     from recsys.pipeline import PITCH_CONTOUR, Models
