@@ -86,6 +86,37 @@ def contour(audio: np.ndarray, method: str = DEFAULT_METHOD) -> np.ndarray:
     return out
 
 
+# Trackers whose every frame depends only on the audio within LOCAL_CONTEXT_SECONDS of it
+# (the learned one), so a clip can be tracked in overlapping pieces with the same result.
+# YIN's and pYIN's voicing thresholds look at the whole clip.
+LOCAL_METHODS = frozenset({"cnn"})
+LOCAL_CONTEXT_SECONDS = 0.5
+
+
+def is_local(method: str) -> bool:
+    return method in LOCAL_METHODS
+
+
+def split_for_pieces(n_samples: int, at: float) -> tuple[slice, slice, int] | None:
+    """How to track ``n_samples`` of audio in two overlapping pieces split near the fraction
+    ``at`` of it, for a local tracker: the head's and the tail's sample slices and the
+    frame where the tail's frames take over (:func:`join_pieces`). None for a clip too
+    short to be worth splitting."""
+    context = int(LOCAL_CONTEXT_SECONDS * SAMPLE_RATE) // HOP * HOP
+    split = int(n_samples * at) // HOP * HOP
+    if split < 2 * context or n_samples - split < 2 * context:
+        return None
+    return slice(0, split + context), slice(split - context, n_samples), split // HOP
+
+
+def join_pieces(head: np.ndarray, tail: np.ndarray, n_samples: int, frame: int) -> np.ndarray:
+    """The contour of the whole clip from its pieces' contours (:func:`split_for_pieces`):
+    the head's frames before ``frame``, the tail's from there on."""
+    context_frames = int(LOCAL_CONTEXT_SECONDS * SAMPLE_RATE) // HOP
+    out = np.concatenate([head[:frame], tail[context_frames:]])
+    return out[: n_frames(n_samples)].astype(np.float32, copy=False)
+
+
 def check_method(method: str) -> str:
     """``method`` if it names a tracker, else a ValueError listing the ones there are."""
     if method not in METHODS:

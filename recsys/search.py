@@ -78,6 +78,11 @@ HUM_SCREEN_WEIGHT = 1.0
 # top-10 0.92 at 1,008 songs, see BENCHMARKS.md, but its time grows with the catalog),
 # "embedding" takes melody-window candidates from the index first, "auto" picks "dtw" for
 # catalogs of up to HUM_EXHAUSTIVE_MAX_TRACKS tracks and "embedding" above.
+# Share of a hum the second thread tracks while the first embeds and searches it, which then
+# tracks the rest (read_hum): tracking takes about three times as long as embedding and
+# search (bench medians 35 ms against 15 ms in one session, 68 ms against 22 ms in another),
+# so two thirds keeps both threads busy about equally long.
+HUM_CONTOUR_SHARE = 2 / 3
 HUM_SEARCH = ("auto", "dtw", "embedding")
 # Exhaustive alignment took 1.1 ms per track (median over 344 test hums, 1,008 songs, one
 # core), so up to 200 tracks it answers in about the time the embedding path takes.
@@ -191,18 +196,29 @@ class HumQuery:
 
 def read_hum(clip: np.ndarray, contour_of: Callable[[np.ndarray], np.ndarray],
              embed: Callable[[np.ndarray], np.ndarray],
-             search: Callable[[np.ndarray], Any]) -> HumQuery:
+             search: Callable[[np.ndarray], Any], local_contour: bool = False) -> HumQuery:
     """The hum's pitch contour (``contour_of(clip)``) and the window search of its melody
     embeddings (``search(embed((windows, samples)))``), the two at once: the contour is
     tracked on a second thread while the windows are embedded and searched. Neither needs
     the other, and torch, FAISS and numpy release the GIL, so on two cores the hum costs
     the longer of the two rather than their sum (the API runs one thread per request, so a
-    busy server only gains a second thread per hum)."""
+    busy server only gains a second thread per hum).
+
+    Tracking takes longer than embedding and search, so with a ``local_contour`` tracker
+    (:func:`embeddings.pitch.is_local`) the second thread tracks only the first
+    ``HUM_CONTOUR_SHARE`` of the clip, and this thread the rest once the search is done;
+    the pieces overlap, so the contour equals a whole-clip pass."""
     windows = cut(clip, hop=QUERY_HOP_SAMPLES)
+    pieces = pitch.split_for_pieces(len(clip), HUM_CONTOUR_SHARE) if local_contour else None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hum-pitch") as second:
-        contour = second.submit(contour_of, clip)
+        head = second.submit(contour_of, clip if pieces is None else clip[pieces[0]])
         hits = search(embed(windows.audio))
-        return HumQuery(np.asarray(contour.result(), dtype=np.float32), windows.starts, hits)
+        if pieces is None:
+            contour = head.result()
+        else:
+            tail = contour_of(clip[pieces[1]])
+            contour = pitch.join_pieces(head.result(), tail, len(clip), pieces[2])
+        return HumQuery(np.asarray(contour, dtype=np.float32), windows.starts, hits)
 
 
 def hum_candidate_order(votes: np.ndarray, key_similarity: np.ndarray,
@@ -463,7 +479,8 @@ class SearchService:
         else:
             hum = read_hum(clip, melody.contour, melody.embed,
                            lambda vectors: self.catalog.window_hits(
-                               MELODY_WINDOW, vectors, limit=per_window, filter=filter))
+                               MELODY_WINDOW, vectors, limit=per_window, filter=filter),
+                           local_contour=pitch.is_local(getattr(melody, "pitch_method", "")))
             hum_contour = hum.contour
         try:
             pitch.require_melody(hum_contour)

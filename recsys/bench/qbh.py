@@ -265,7 +265,7 @@ def search_one(hum: np.ndarray, tracks: list[CatalogTrack], prepared, index: Win
         def run(x):
             t = time.perf_counter()
             out = fn(x)
-            parts[part] = (time.perf_counter() - t) * 1e3
+            parts[part] = parts.get(part, 0.0) + (time.perf_counter() - t) * 1e3
             return out
 
         return run
@@ -273,7 +273,8 @@ def search_one(hum: np.ndarray, tracks: list[CatalogTrack], prepared, index: Win
     # as the service reads a hum: contour on a second thread beside the window search
     t = time.perf_counter()
     hum_query = read_hum(hum, timed("contour", encoder.contour), timed("embed", encoder.embed),
-                         timed("search", lambda e: (e, index.search(e, per_window))))
+                         timed("search", lambda e: (e, index.search(e, per_window))),
+                         local_contour=pitch.is_local(getattr(encoder, "pitch_method", "")))
     parts["read"] = (time.perf_counter() - t) * 1e3
     contour, (emb, (sims, ids)) = hum_query.contour, hum_query.hits
     try:
@@ -470,6 +471,7 @@ def run(
         "separator": label,
         "melody_model": encoder.version,
         "pitch_tracker": getattr(encoder, "pitch_method", "?"),
+        "pitch_tracker_version": _pitch_key(encoder).removeprefix("contour-"),
         "align_config": config.__dict__,
         "rerank_k": rerank_k,
         "rerank_around_hits": crop,

@@ -182,6 +182,29 @@ def test_a_hum_is_read_with_its_contour_beside_the_window_search():
         read_hum(clip, broken, embed, lambda vectors: vectors)
 
 
+def test_a_learned_tracker_reads_a_hum_in_two_pieces_with_a_whole_pass_result():
+    import threading
+
+    from recsys.search import read_hum
+
+    clip = sing(tune(24, seed=2), seed=2).astype(np.float32)
+    whole = pitch.contour(clip, "cnn")
+    threads = []
+
+    def contour_of(x):
+        threads.append(threading.get_ident())
+        return pitch.contour(x, "cnn")
+
+    hum = read_hum(clip, contour_of, lambda w: w[:, :4], lambda vectors: vectors,
+                   local_contour=pitch.is_local("cnn"))
+    assert len(threads) == 2 and threads[0] != threads[1] == threading.get_ident()
+    assert len(hum.contour) == len(whole) and np.isfinite(whole).sum() > 300
+    assert np.array_equal(np.isfinite(hum.contour), np.isfinite(whole))
+    assert np.allclose(hum.contour[np.isfinite(whole)], whole[np.isfinite(whole)], atol=1e-3)
+    # too short to split, or a tracker that looks at the whole clip: one piece
+    assert pitch.split_for_pieces(16_000, 2 / 3) is None and not pitch.is_local("yin")
+
+
 @pytest.mark.parametrize("shift,tempo",
                          [(0.0, 1.0), (5.0, 0.8), (-3.5, 1.0), (2.5, 1.2), (0.0, 1.4)])
 def test_screening_puts_the_hummed_tune_first_in_any_key_and_tempo(songs, shift, tempo):
