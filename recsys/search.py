@@ -74,15 +74,15 @@ HUM_KEY_WEIGHT = 2.0
 # service's path scored top-10 0.96 at weights 1 and 2, 0.95 at 3, and MRR 0.945 at 1,
 # 0.942 at 2 (0.90 / 0.91 without screening); checked on the val split.
 HUM_SCREEN_WEIGHT = 1.0
-# How hums are searched: "dtw" aligns the hum with every track (accurate: test MRR 0.90,
-# top-10 0.92 at 1,008 songs, see BENCHMARKS.md, but its time grows with the catalog),
-# "embedding" takes melody-window candidates from the index first, "auto" picks "dtw" for
-# catalogs of up to HUM_EXHAUSTIVE_MAX_TRACKS tracks and "embedding" above.
 # Share of a hum the second thread tracks while the first embeds and searches it, which then
 # tracks the rest (read_hum): tracking takes about three times as long as embedding and
 # search (bench medians 35 ms against 15 ms in one session, 68 ms against 22 ms in another),
 # so two thirds keeps both threads busy about equally long.
 HUM_CONTOUR_SHARE = 2 / 3
+# How hums are searched: "dtw" aligns the hum with every track (accurate: test MRR 0.90,
+# top-10 0.92 at 1,008 songs, see BENCHMARKS.md, but its time grows with the catalog),
+# "embedding" takes melody-window candidates from the index first, "auto" picks "dtw" for
+# catalogs of up to HUM_EXHAUSTIVE_MAX_TRACKS tracks and "embedding" above.
 HUM_SEARCH = ("auto", "dtw", "embedding")
 # Exhaustive alignment took 1.1 ms per track (median over 344 test hums, 1,008 songs, one
 # core), so up to 200 tracks it answers in about the time the embedding path takes.
