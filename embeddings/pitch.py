@@ -91,6 +91,7 @@ def contour(audio: np.ndarray, method: str = DEFAULT_METHOD) -> np.ndarray:
 # YIN's and pYIN's voicing thresholds look at the whole clip.
 LOCAL_METHODS = frozenset({"cnn"})
 LOCAL_CONTEXT_SECONDS = 0.5
+_CONTEXT_FRAMES = int(LOCAL_CONTEXT_SECONDS * SAMPLE_RATE) // HOP
 
 
 def is_local(method: str) -> bool:
@@ -102,7 +103,7 @@ def split_for_pieces(n_samples: int, at: float) -> tuple[slice, slice, int] | No
     ``at`` of it, for a local tracker: the head's and the tail's sample slices and the
     frame where the tail's frames take over (:func:`join_pieces`). None for a clip too
     short to be worth splitting."""
-    context = int(LOCAL_CONTEXT_SECONDS * SAMPLE_RATE) // HOP * HOP
+    context = _CONTEXT_FRAMES * HOP
     split = int(n_samples * at) // HOP * HOP
     if split < 2 * context or n_samples - split < 2 * context:
         return None
@@ -112,8 +113,7 @@ def split_for_pieces(n_samples: int, at: float) -> tuple[slice, slice, int] | No
 def join_pieces(head: np.ndarray, tail: np.ndarray, n_samples: int, frame: int) -> np.ndarray:
     """The contour of the whole clip from its pieces' contours (:func:`split_for_pieces`):
     the head's frames before ``frame``, the tail's from there on."""
-    context_frames = int(LOCAL_CONTEXT_SECONDS * SAMPLE_RATE) // HOP
-    out = np.concatenate([head[:frame], tail[context_frames:]])
+    out = np.concatenate([head[:frame], tail[_CONTEXT_FRAMES:]])
     return out[: n_frames(n_samples)].astype(np.float32, copy=False)
 
 

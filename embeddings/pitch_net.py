@@ -38,6 +38,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from embeddings import pitch
 from embeddings.audio import SAMPLE_RATE
 
 WEIGHTS_NAME = "pitch-cnn"
@@ -205,7 +206,8 @@ class PitchTracker:
     flat on long files and the result equals a whole-file pass."""
 
     def __init__(self, model: PitchNet, version: str, device: str = "cpu",
-                 block_seconds: float = 30.0, context_seconds: float = 0.5):
+                 block_seconds: float = 30.0,
+                 context_seconds: float = pitch.LOCAL_CONTEXT_SECONDS):
         self.model = for_inference(model).to(device)
         self.device = device
         self.version = version
