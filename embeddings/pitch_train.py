@@ -11,7 +11,12 @@ over the items, with augmentation:
   accompaniment mixed in at a random level (``bleed_db``), as an imperfect separation
   leaves it. Its notes are not the target: only the voice's are;
 - with probability ``noise_prob``: a crop of pure noise or silence whose target is
-  unvoiced throughout, so noise and hiss are not called pitched.
+  unvoiced throughout, so noise and hiss are not called pitched;
+- with probability ``shift_prob``: the crop played faster or slower by up to
+  ``shift_semitones`` (in whole pitch bins), which moves pitch and formants together, as a
+  new singer of the same voice would (the corpus' personas differ this way); the target
+  moves by the same number of bins. A tracker that saw only its training singers' registers
+  and formants generalises worse to new ones.
 
 ``evaluate`` (optional) scores the model on validation audio every ``eval_every`` steps;
 the weights with the best ``select_metric`` are the ones returned.
@@ -25,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import soxr
 import torch
 
 from embeddings.audio import SAMPLE_RATE
@@ -55,6 +61,8 @@ class PitchTrainConfig:
     bleed_prob: float = 0.5
     bleed_db: tuple[float, float] = (-30.0, -6.0)  # accompaniment level relative to as mixed
     noise_prob: float = 0.05
+    shift_prob: float = 0.0
+    shift_semitones: float = 3.0
     blur: float = 1.0
     eval_every: int = 100
     select_metric: str = "overall_accuracy"
@@ -107,19 +115,29 @@ class CropSampler:
         kind = list(self.by_kind)[rng.integers(len(self.by_kind))]
         i = self.by_kind[kind][rng.integers(len(self.by_kind[kind]))]
         item = self.items[i]
-        start_frame = int(rng.integers(0, max(1, (len(item.audio) - self.samples) // hop)))
+        reach = int(round(tc.shift_semitones * self.mc.bins_per_semitone))
+        shift = (int(rng.integers(-reach, reach + 1))
+                 if tc.shift_prob and rng.random() < tc.shift_prob else 0)
+        speed = 2.0 ** (shift / (12 * self.mc.bins_per_semitone))
+        span = int(np.ceil(self.samples * speed))  # source samples that play as the crop
+        start_frame = int(rng.integers(0, max(1, (len(item.audio) - span) // hop)))
         a = start_frame * hop
-        x = np.zeros(self.samples, np.float32)
-        piece = item.audio[a: a + self.samples]
+        x = np.zeros(span, np.float32)
+        piece = item.audio[a: a + span]
         x[: len(piece)] = piece
         if item.bleed is not None and rng.random() < tc.bleed_prob:
-            bleed = item.bleed[a: a + self.samples]
+            bleed = item.bleed[a: a + span]
             x[: len(bleed)] += bleed * 10 ** (rng.uniform(*tc.bleed_db) / 20)
+        if shift:
+            played = soxr.resample(x, SAMPLE_RATE * speed, SAMPLE_RATE)[: self.samples]
+            x = np.zeros(self.samples, np.float32)
+            x[: len(played)] = played
         x *= 10 ** (rng.uniform(-tc.gain_db, tc.gain_db) / 20)
-        y = np.zeros(self.frames, np.int64)
-        cls = self.classes[i][start_frame: start_frame + self.frames]
-        y[: len(cls)] = cls
-        return x, y
+        # output frame j sounds source frame j * speed, shift bins higher
+        source = start_frame + np.round(np.arange(self.frames) * speed).astype(int)
+        classes = self.classes[i]
+        cls = np.where(source < len(classes), classes[np.minimum(source, len(classes) - 1)], 0)
+        return x, np.where(cls > 0, np.clip(cls + shift, 1, self.mc.bins), 0).astype(np.int64)
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         xs, ys = zip(*(self._one() for _ in range(self.tc.batch)), strict=True)

@@ -179,6 +179,9 @@ def train_pitch(
                                       "(cached under --hum-cache, shared with `train melody`)."),
     separator: str = typer.Option("auto", help="Separator of the separated-vocals items."),
     eval_every: int = typer.Option(150, help="Score the val split every this many steps."),
+    shift_prob: float = typer.Option(0.0, help="Share of crops played faster or slower "
+                                     "(pitch and formants moved together, target too)."),
+    shift_semitones: float = typer.Option(3.0, help="Largest such move, either way."),
     threads: int = typer.Option(1, help="CPU threads for torch."),
     seed: int = typer.Option(0),
     init: Path | None = typer.Option(None, help="Start from these weights (path without "
@@ -249,7 +252,8 @@ def train_pitch(
         counts = {k: sum(it.kind == k for it in items) for k in ("clean", "separated", "hum")}
         typer.echo(f"train items: {counts}; val items: {len(val)}; separator {label}")
         config = PitchTrainConfig(steps=steps, batch=batch, lr=lr, eval_every=eval_every,
-                                  max_minutes=minutes, seed=seed, threads=threads)
+                                  max_minutes=minutes, seed=seed, threads=threads,
+                                  shift_prob=shift_prob, shift_semitones=shift_semitones)
         model, history = train(items, start.config if start else model_config, config,
                                evaluate=PitchValidation(val), progress=update, init=start)
     best = history.evals[history.eval_steps.index(history.best_step)]
@@ -269,7 +273,10 @@ def train_pitch(
 @bench_app.command("qbh")
 def bench_qbh(
     corpus: Path = typer.Option(..., help="A corpus built by `recsys corpus build`."),
-    split: str = typer.Option("test", help="Split of the hum queries."),
+    split: str = typer.Option("test", help="Split of the hum queries ('all': every split, "
+                              "for a development corpus no model trained on)."),
+    singers: str = typer.Option("all", help="Only the hums of songs by singers the shipped "
+                                "models 'heard' in training, or by 'unseen' ones."),
     separator: str = typer.Option("auto", help="'auto' (bsrnn, else repet_sim), a separator "
                                   "name, or 'clean' for the clean vocal stems."),
     model: str = typer.Option("tcae", help="Melody encoder (registry name)."),
@@ -305,7 +312,7 @@ def bench_qbh(
                          max_queries=max_queries or None, rerank_k=rerank_k or HUM_RERANK,
                          crop=crop,
                          cache=cache, weights=weights, extra=tuple(extra),
-                         pitch_method=pitch_method, progress=update)
+                         pitch_method=pitch_method, singers=singers, progress=update)
     except (CorpusError, ValueError, RuntimeError) as e:  # MelodyModelError included
         _fail(str(e))
     result.print()

@@ -19,7 +19,13 @@ from embeddings.pitch_net import (
     decode,
     for_inference,
 )
-from embeddings.pitch_train import PitchItem, PitchTrainConfig, PitchValidation, train
+from embeddings.pitch_train import (
+    CropSampler,
+    PitchItem,
+    PitchTrainConfig,
+    PitchValidation,
+    train,
+)
 from recsys.cli import app
 
 TINY = PitchNetConfig(channels=4, layers=2)
@@ -89,6 +95,29 @@ def test_training_learns_sung_pitch():
     assert np.mean(history.loss[-10:]) < 0.7 * np.mean(history.loss[:5])
     assert history.eval_steps == [30, 60]
     assert val(model)["clean_raw_pitch_accuracy"] > 0.5
+
+
+def test_a_shifted_crop_moves_its_target_with_its_pitch():
+    c = PitchNetConfig()
+    notes = tune(16, seed=3, base=60)
+    audio = sing(notes, seed=3)
+    plain = CropSampler([PitchItem(audio, notes, "clean")], c, PitchTrainConfig(noise_prob=0.0))
+    shifted = CropSampler([PitchItem(audio, notes, "clean")], c,
+                          PitchTrainConfig(noise_prob=0.0, shift_prob=1.0, gain_db=0.0))
+    x, y = plain._one()
+    assert len(x) == plain.samples and len(y) == plain.frames
+    moved = 0
+    for _ in range(6):
+        x, y = shifted._one()
+        assert len(x) == shifted.samples and len(y) == shifted.frames
+        heard = pitch.contour(x, "yin")[: len(y)]
+        target = np.where(y > 0, c.bin_midi()[np.maximum(y - 1, 0)], np.nan)
+        both = np.isfinite(heard) & np.isfinite(target)
+        assert both.mean() > 0.3
+        # the sound and the target agree to within a bin, whatever the shift drawn
+        assert np.median(np.abs(heard[both] - target[both])) < 1 / 3
+        moved += np.any(np.abs(target[both] - np.round(target[both])) > 0.1)
+    assert moved  # the tune's notes are whole semitones: some draws moved off them
 
 
 def test_missing_weights_say_how_to_train(tmp_path):
