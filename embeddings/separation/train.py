@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import soxr
 import torch
 
 from embeddings.audio import SAMPLE_RATE
@@ -39,6 +40,8 @@ class TrainConfig:
     gain_low: float = 0.25
     gain_high: float = 1.25
     pseudo_prob: float = 0.5  # chance a stem is drawn from the pseudo-labelled pool, if any
+    shift_prob: float = 0.0  # share of examples whose vocals are played faster or slower,
+    shift_semitones: float = 4.0  # by up to this much either way (pitch and formants move)
     seed: int = 0
 
 
@@ -83,6 +86,10 @@ def _crop(x: np.ndarray, n: int, rng: np.random.Generator, start: int | None = N
     return x[start : start + n], start
 
 
+def _fit(x: np.ndarray, n: int) -> np.ndarray:
+    return np.pad(x[:n], (0, max(0, n - len(x))))
+
+
 def sample_batch(pools: Pools, cfg: TrainConfig,
                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """A batch of ``(mixture, vocals)``, each ``(batch, segment)``, by random remixing.
@@ -91,18 +98,29 @@ def sample_batch(pools: Pools, cfg: TrainConfig,
     songs (and offsets) — the thesis' random remix; otherwise they are one song's aligned
     stems. Each stem is scaled by a gain from U[gain_low, gain_high]. When pseudo-labelled
     windows exist, each stem is drawn from them with probability ``pseudo_prob``.
+
+    With probability ``shift_prob`` the vocals are played faster or slower by a factor of up
+    to ``shift_semitones`` either way, which moves their pitch and formants together: a
+    singer of the same voice in another register, as the corpus' personas are. A separator
+    trained on a few registers of a voice loses that voice in a register it never heard.
     """
     n = int(cfg.segment_seconds * SAMPLE_RATE)
     mixes, targets = [], []
     for _ in range(cfg.batch_size):
         i = int(rng.integers(len(pools.vocals)))
+        speed = (2.0 ** (rng.uniform(-cfg.shift_semitones, cfg.shift_semitones) / 12)
+                 if cfg.shift_prob and rng.random() < cfg.shift_prob else 1.0)
+        m = int(np.ceil(n * speed))  # vocal samples that play as the segment
         if rng.random() < cfg.remix_prob:
             j = int(rng.integers(len(pools.accompaniment)))
-            v, _ = _crop(pools.vocals[i], n, rng)
+            v, _ = _crop(pools.vocals[i], m, rng)
             a, _ = _crop(pools.accompaniment[j], n, rng)
         else:
-            v, start = _crop(pools.vocals[i], n, rng)
+            v, start = _crop(pools.vocals[i], max(m, n), rng)  # both stems fit from start
+            v = v[:m]
             a, _ = _crop(pools.accompaniment[i], n, rng, start=start)
+        if speed != 1.0:
+            v = _fit(soxr.resample(v, SAMPLE_RATE * speed, SAMPLE_RATE), n)
         if pools.pseudo_vocals and rng.random() < cfg.pseudo_prob:
             v, _ = _crop(pools.pseudo_vocals[int(rng.integers(len(pools.pseudo_vocals)))], n, rng)
         if pools.pseudo_accompaniment and rng.random() < cfg.pseudo_prob:

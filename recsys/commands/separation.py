@@ -107,6 +107,9 @@ def train_separator(
     max_songs: int = typer.Option(0, help="Use at most this many training songs (0: all)."),
     ship: str | None = typer.Option(None, help="Copy the best weights to "
                                     "embeddings/weights/NAME.safetensors (+ .json)."),
+    shift_prob: float = typer.Option(0.0, help="Share of examples whose vocals are played "
+                                     "faster or slower (a voice in another register)."),
+    shift_semitones: float = typer.Option(4.0, help="Largest such move, either way."),
     threads: int = typer.Option(2, help="CPU threads for torch."),
     seed: int = typer.Option(0),
 ):
@@ -205,7 +208,7 @@ def train_separator(
     meta["heard_singers"], meta["heard_tunes"] = sorted(heard_singers), sorted(heard_tunes)
     cfg = TrainConfig(epochs=epochs, steps_per_epoch=steps, batch_size=batch,
                       segment_seconds=segment, lr=lr, lr_final=lr_final,
-                      seed=seed)
+                      shift_prob=shift_prob, shift_semitones=shift_semitones, seed=seed)
     with _progress() as bar:
         task = bar.add_task("epoch 1", total=steps, info="")
 

@@ -44,6 +44,24 @@ def test_random_remix_batch_shapes_and_gains(tiny_pools):
     assert np.all(np.abs(acc).max(axis=1) > 0)
 
 
+def test_shifted_vocals_move_in_pitch_and_still_make_the_mixture():
+    t = np.arange(4 * SR) / SR
+    pools = Pools([(0.3 * np.sin(2 * np.pi * 220.0 * t)).astype(np.float32)],
+                  [np.zeros(len(t), np.float32)])
+    for remix in (0.0, 1.0):
+        cfg = TrainConfig(batch_size=8, segment_seconds=1.0, remix_prob=remix, gain_low=1.0,
+                          gain_high=1.0, shift_prob=1.0, shift_semitones=4.0)
+        mix, voc = sample_batch(pools, cfg, np.random.default_rng(2))
+        assert mix.shape == voc.shape == (8, SR)
+        assert np.allclose(mix, voc)  # silent accompaniment: the mixture is the vocals
+        spectrum = np.abs(np.fft.rfft(voc[:, SR // 4: 3 * SR // 4], axis=1))
+        semitones = 12 * np.log2(spectrum.argmax(axis=1) * 2 / 220.0)  # 0.5 s: 2 Hz bins
+        assert np.all(np.abs(semitones) <= 4.1) and np.ptp(semitones) > 1.0
+    plain = sample_batch(pools, TrainConfig(batch_size=2, segment_seconds=1.0),
+                         np.random.default_rng(2))[1]
+    assert np.allclose(np.abs(np.fft.rfft(plain[:, :SR // 2], axis=1)).argmax(axis=1) * 2, 220)
+
+
 def test_a_few_training_steps_lower_the_loss(tiny_pools):
     torch.manual_seed(0)
     model = BSRNN(BSRNNConfig.named("tiny"))
