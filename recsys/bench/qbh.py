@@ -3,8 +3,11 @@
 Catalog: every corpus song with vocals (all splits), plus the songs of any ``extra`` corpus
 on other tunes (:func:`_extra_queries`), vocals separated from the mixture by the chosen
 separator, cut into 3 s windows. Queries: hum queries of one split, keeping
-only those hummed by a voice other than the target song's singer. Three systems, each
-timed per query on this machine:
+only those hummed by a voice other than the target song's singer; with ``singers``, only
+those whose song is sung by a singer the shipped separator heard in training, or by one it
+did not (on a corpus no model trained on, ``split="all"`` takes every split's hums: a
+development set for new singers that is not the test split). Three systems, each timed per
+query on this machine:
 
 - ``dtw``: the hum's pitch contour aligned against every catalog track (exhaustive
   subsequence DTW, ``embeddings.alignment``); the no-learning baseline.
@@ -39,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from recsys.bench.result import BenchResult
-from recsys.bench.vocals import resolve_separator, separated_vocals
+from recsys.bench.vocals import heard_singers, resolve_separator, separated_vocals
 from recsys.pipeline import melodic_windows
 from recsys.search import (
     HUM_HITS_PER_WINDOW,
@@ -353,11 +356,14 @@ def run(
     weights: Path | None = None,
     extra: tuple[Path, ...] = (),
     pitch_method: str | None = None,
+    singers: str = "all",
 ) -> BenchResult:
     """The QBH bench on ``corpus_dir``; see the module docstring. ``weights``: TCAE weights
     to use instead of the registry's ``model`` (e.g. a candidate not shipped yet).
     ``pitch_method``: the pitch tracker of catalog and hum contours, instead of the default.
-    ``extra``: more corpora whose songs join the catalog (see :func:`_extra_queries`)."""
+    ``extra``: more corpora whose songs join the catalog (see :func:`_extra_queries`).
+    ``singers``: "all", or only the queries of songs by singers the shipped separator
+    "heard" in training or not ("unseen")."""
     import faiss
     import torch
 
@@ -366,6 +372,9 @@ def run(
     from embeddings.registry import load_melody
     from recsys.corpus import Corpus
 
+    if singers not in ("all", "heard", "unseen"):
+        raise ValueError(f"singers is 'all', 'heard' or 'unseen', not {singers!r}")
+    heard = heard_singers()
     faiss.omp_set_num_threads(1)  # one query at a time: threads only add overhead here
     torch.set_num_threads(1)
     report = progress or (lambda *_: None)
@@ -390,8 +399,12 @@ def run(
         songs = [s for s in corpus.songs() if not s.instrumental and s.tune_id not in seen_tunes]
         seen_tunes |= {s.tune_id for s in corpus.songs()}
         by_id = {s.song_id: s for s in songs}
-        mine = corpus.queries(split) if main else _extra_queries(corpus, split)
-        mine = [q for q in mine if q.song_id in by_id]
+        if main:
+            mine = corpus.queries(None if split == "all" else split)
+        else:
+            mine = _extra_queries(corpus, split)
+        mine = [q for q in mine if q.song_id in by_id and (
+            singers == "all" or (by_id[q.song_id].singer_id in heard) == (singers == "heard"))]
         kept = [q for q in mine if q.voice != by_id[q.song_id].voice]
         n_dropped += len(mine) - len(kept)
         row_of = {s.song_id: len(tracks) + i for i, s in enumerate(songs)}
@@ -465,6 +478,7 @@ def run(
         "catalog_windows": int(len(vectors)),
         "queries": len(queries),
         "queries_dropped_same_voice": n_dropped,
+        "singers": singers,
         "extra_catalogs": extra_notes,
         "queries_without_melody": no_melody,
         "by_query_kind": by_kind,

@@ -145,14 +145,18 @@ def render(results: list[BenchResult]) -> str:
         "a bar not met is marked so with the measured figure.",
         "",
     ]
+    split_order = {"train": 1, "all": 1, "val": 2}  # test first, development runs after
     ordered = sorted(results, key=lambda r: (ORDER.index(r.bench) if r.bench in ORDER else 99,
-                                             r.bench, {"train": 1, "val": 2}.get(r.split, 0)))
+                                             r.bench, split_order.get(r.split, 0)))
     for r in ordered:  # a bench may have several results (e.g. two data sets)
         name = r.bench
         # the split names a section when a bench has several (index data sets, val runs,
-        # runs on a development corpus's train split)
+        # runs on a development corpus's train split or all of it), and so do its singers
+        # when the run kept only some
         title = TITLES.get(name, name) + (f" — {r.split}" if name == "index"
-                                          or r.split in ("val", "train") else "")
+                                          or r.split in ("val", "train", "all") else "")
+        singers = (r.notes or {}).get("singers", "all")
+        title += f", {singers} singers" if singers != "all" else ""
         lines += [f"## {title}", "",
                   f"- command: `{r.command}`",
                   f"- split: {r.split}; items: {r.n_items}; machine: {r.machine}", ""]

@@ -29,6 +29,19 @@ def resolve_separator(name: str):
     raise RuntimeError("no separator could be loaded (" + "; ".join(errors) + ")")
 
 
+def heard_singers() -> set[str]:
+    """Singers any shipped separator was trained on (``heard_singers`` in its weights'
+    metadata). Every shipped model trains on the same corpus' train singers."""
+    import json
+
+    from embeddings.registry import WEIGHTS_DIR
+
+    heard: set[str] = set()
+    for path in sorted(WEIGHTS_DIR.glob("*.json")):
+        heard |= set(json.loads(path.read_text()).get("heard_singers", []))
+    return heard
+
+
 def file_stamp(path: Path) -> str:
     """Short digest of a file's path, size and mtime: a cache key that changes when a corpus
     is rebuilt in place."""

@@ -119,3 +119,22 @@ def test_extra_corpus_joins_the_catalog_without_shared_tunes(mini_corpus, extra_
     val = qbh.run(mini_corpus, split="val", separator="clean", model="pitch_dtw",
                   scale_songs=(10,), cache=tmp_path / "cache", extra=(extra_corpus,))
     assert val.n_items == 1 and val.systems["dtw"]["top1"] == 1.0
+
+
+def test_hums_can_be_kept_by_whether_their_singer_was_heard_in_training(mini_corpus, tmp_path,
+                                                                        monkeypatch):
+    monkeypatch.setattr(qbh, "heard_singers", lambda: {"g0"})  # s0, s2, s4 are g0's songs
+    runs = {singers: qbh.run(mini_corpus, split="all", separator="clean", model="pitch_dtw",
+                             scale_songs=(), cache=tmp_path / "cache", singers=singers)
+            for singers in ("heard", "unseen")}
+    assert runs["heard"].n_items == 3  # q0, q2, q4 (g0's own voice humming s0 is dropped)
+    assert runs["unseen"].n_items == 3  # q1, q3 and the silent hum of s1
+    assert runs["unseen"].notes["singers"] == "unseen"
+    assert runs["heard"].systems["dtw"]["top1"] == 1.0
+    from recsys.bench.report import render
+
+    assert "## Query-by-humming (issue: TCAE melody encoder) — all, unseen singers" in render(
+        [runs["unseen"]])
+    with pytest.raises(ValueError, match="singers"):
+        qbh.run(mini_corpus, separator="clean", model="pitch_dtw", cache=tmp_path / "cache",
+                singers="some")
