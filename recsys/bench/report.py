@@ -145,7 +145,7 @@ def render(results: list[BenchResult]) -> str:
         "a bar not met is marked so with the measured figure.",
         "",
     ]
-    split_order = {"train": 1, "all": 1, "val": 2}  # test first, development runs after
+    split_order = {"train": 1, "all": 2, "val": 3}  # test first, development runs after
     ordered = sorted(results, key=lambda r: (ORDER.index(r.bench) if r.bench in ORDER else 99,
                                              r.bench, split_order.get(r.split, 0)))
     for r in ordered:  # a bench may have several results (e.g. two data sets)
@@ -155,8 +155,8 @@ def render(results: list[BenchResult]) -> str:
         # when the run kept only some
         title = TITLES.get(name, name) + (f" — {r.split}" if name == "index"
                                           or r.split in ("val", "train", "all") else "")
-        singers = (r.notes or {}).get("singers", "all")
-        title += f", {singers} singers" if singers != "all" else ""
+        singers = (r.notes or {}).get("singers") if name == "qbh" else None
+        title += f", {singers} singers" if singers in ("heard", "unseen") else ""
         lines += [f"## {title}", "",
                   f"- command: `{r.command}`",
                   f"- split: {r.split}; items: {r.n_items}; machine: {r.machine}", ""]
