@@ -99,8 +99,8 @@ def sample_batch(pools: Pools, cfg: TrainConfig,
     stems. Each stem is scaled by a gain from U[gain_low, gain_high]. When pseudo-labelled
     windows exist, each stem is drawn from them with probability ``pseudo_prob``.
 
-    With probability ``shift_prob`` the vocals are played faster or slower by a factor of up
-    to ``shift_semitones`` either way, which moves their pitch and formants together: a
+    With probability ``shift_prob`` the vocals are played faster or slower, by up to
+    ``shift_semitones`` either way, which moves their pitch and formants together: a
     singer of the same voice in another register, as the corpus' personas are. A separator
     trained on a few registers of a voice loses that voice in a register it never heard.
     """

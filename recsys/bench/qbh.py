@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from recsys.bench.result import BenchResult
-from recsys.bench.vocals import heard_singers, resolve_separator, separated_vocals
+from recsys.bench.vocals import heard_singers, heard_tunes, resolve_separator, separated_vocals
 from recsys.pipeline import melodic_windows
 from recsys.search import (
     HUM_HITS_PER_WINDOW,
@@ -399,8 +399,13 @@ def run(
         songs = [s for s in corpus.songs() if not s.instrumental and s.tune_id not in seen_tunes]
         seen_tunes |= {s.tune_id for s in corpus.songs()}
         by_id = {s.song_id: s for s in songs}
-        if main:
-            mine = corpus.queries(None if split == "all" else split)
+        if main and split == "all":
+            if any(s.tune_id in heard_tunes() for s in corpus.songs()):
+                raise ValueError(f"--split all is for a corpus no model trained on; {root} "
+                                 "holds tunes the shipped models trained on")
+            mine = corpus.queries()
+        elif main:
+            mine = corpus.queries(split)
         else:
             mine = _extra_queries(corpus, split)
         mine = [q for q in mine if q.song_id in by_id and (

@@ -32,13 +32,22 @@ def resolve_separator(name: str):
 def heard_singers() -> set[str]:
     """Singers any shipped separator was trained on (``heard_singers`` in its weights'
     metadata). Every shipped model trains on the same corpus' train singers."""
+    return _heard("heard_singers")
+
+
+def heard_tunes() -> set[str]:
+    """Tunes any shipped separator was trained on (``heard_tunes`` in its metadata)."""
+    return _heard("heard_tunes")
+
+
+def _heard(key: str) -> set[str]:
     import json
 
     from embeddings.registry import WEIGHTS_DIR
 
     heard: set[str] = set()
     for path in sorted(WEIGHTS_DIR.glob("*.json")):
-        heard |= set(json.loads(path.read_text()).get("heard_singers", []))
+        heard |= set(json.loads(path.read_text()).get(key, []))
     return heard
 
 

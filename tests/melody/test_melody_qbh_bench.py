@@ -135,6 +135,10 @@ def test_hums_can_be_kept_by_whether_their_singer_was_heard_in_training(mini_cor
 
     assert "## Query-by-humming (issue: TCAE melody encoder) — all, unseen singers" in render(
         [runs["unseen"]])
+    monkeypatch.setattr(qbh, "heard_tunes", lambda: {"t3"})  # a corpus models trained on
+    with pytest.raises(ValueError, match="no model trained on"):
+        qbh.run(mini_corpus, split="all", separator="clean", model="pitch_dtw",
+                cache=tmp_path / "cache")
     with pytest.raises(ValueError, match="singers"):
         qbh.run(mini_corpus, separator="clean", model="pitch_dtw", cache=tmp_path / "cache",
                 singers="some")
