@@ -374,7 +374,7 @@ def run(
 
     if singers not in ("all", "heard", "unseen"):
         raise ValueError(f"singers is 'all', 'heard' or 'unseen', not {singers!r}")
-    heard = heard_singers()
+    heard, tunes_heard = heard_singers(), heard_tunes()
     faiss.omp_set_num_threads(1)  # one query at a time: threads only add overhead here
     torch.set_num_threads(1)
     report = progress or (lambda *_: None)
@@ -400,7 +400,7 @@ def run(
         seen_tunes |= {s.tune_id for s in corpus.songs()}
         by_id = {s.song_id: s for s in songs}
         if main and split == "all":
-            if any(s.tune_id in heard_tunes() for s in corpus.songs()):
+            if any(s.tune_id in tunes_heard for s in corpus.songs()):
                 raise ValueError(f"--split all is for a corpus no model trained on; {root} "
                                  "holds tunes the shipped models trained on")
             mine = corpus.queries()

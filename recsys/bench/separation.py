@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from recsys.bench.result import BenchResult
+from recsys.bench.vocals import heard_singers, heard_tunes
 
 SEPARATED = ("mixture", "repet_sim", "bsrnn", "bsrnn_semi")
 WEIGHTS = {"bsrnn": "bsrnn-cpu", "bsrnn_semi": "bsrnn-cpu-semi"}
@@ -71,15 +72,10 @@ def run(corpus_dir: str | Path, split: str = "test", max_songs: int = 0,
                if s not in WEIGHTS or (WEIGHTS_DIR / f"{WEIGHTS[s]}.safetensors").exists()]
     # never score on a tune (or, on `test`, a singer) any shipped weights were trained on,
     # even when the weights came from another corpus build
-    heard_singers, heard_tunes = set(), set()
-    for s in systems:
-        if s in WEIGHTS:
-            doc = json.loads((WEIGHTS_DIR / f"{WEIGHTS[s]}.json").read_text())
-            heard_singers |= set(doc.get("heard_singers", []))
-            heard_tunes |= set(doc.get("heard_tunes", []))
+    singers_heard, tunes_heard = heard_singers(), heard_tunes()
     candidates = [s for s in corpus.songs(split) if not s.instrumental]
-    songs = [s for s in candidates if s.tune_id not in heard_tunes
-             and (split != "test" or s.singer_id not in heard_singers)]
+    songs = [s for s in candidates if s.tune_id not in tunes_heard
+             and (split != "test" or s.singer_id not in singers_heard)]
     excluded = len(candidates) - len(songs)
     if max_songs:
         songs = songs[:max_songs]
