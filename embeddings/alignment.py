@@ -19,8 +19,11 @@ The per-frame cost is capped so a few wrong notes cost a bounded amount. A match
 the mean per-hum-frame cost in semitones: 0 is a perfect match; random tunes score ~2-3.
 
 Speed: tempo and key are chosen on contours pooled to 0.2 s, every track is ranked at
-0.1 s, and only the best ten are measured again at the full 0.05 s; many tracks go through
-each librosa call (:func:`_batched_costs`).
+0.1 s, and only the best ten are measured again at the full 0.05 s, where their matched
+spans are backtracked from the same call. Many tracks go through each librosa call
+(:func:`_batched_costs`); the coarse 0.2 s cost alone ranks too poorly to skip the 0.1 s
+pass (ad hoc, session 10: measuring only the best 30 by it at 0.1 s lost 2 of 62 val hums
+from the top ten).
 
 Screening (:func:`screen`): a much cheaper alignment of the hum against every track (0.4 s
 contours, the hum's own tempo, one transposition per track) that the search service uses,
@@ -112,8 +115,18 @@ def prepare(pitch: np.ndarray, hop_s: float = AlignConfig.hop_s) -> PreparedCont
     return PreparedContour(pooled[keep], (keep * k + k / 2) * CONTOUR_HOP_SECONDS)
 
 
-def _fold(d: np.ndarray) -> np.ndarray:
-    return np.abs(d - 12.0 * np.round(d / 12.0))
+def _cost_matrix(q: np.ndarray, row: np.ndarray, config: AlignConfig) -> np.ndarray:
+    """``(len(q), len(row))`` per-frame cost: the pitch difference in semitones, folded to
+    [-6, 6] (octaves), absolute, capped. Built in place: the matrices are large and this
+    runs for every alignment batch."""
+    d = np.subtract.outer(q.astype(np.float64), row)
+    if config.fold_octaves:
+        octaves = np.divide(d, 12.0)
+        np.round(octaves, out=octaves)
+        octaves *= 12.0
+        d -= octaves
+    np.abs(d, out=d)
+    return np.minimum(d, config.cap, out=d)
 
 
 KEY_BINS = 36  # pitch classes at 1/3 semitone
@@ -129,18 +142,22 @@ def _stretch_histograms(pitches: list[np.ndarray], span: int) -> tuple[np.ndarra
     the first row of each contour's stretches."""
     per_semitone = KEY_BINS // 12
     lengths = np.array([len(p) for p in pitches])
-    offsets = np.concatenate([[0], np.cumsum(lengths + 1)[:-1]])
-    counts = np.zeros((int(np.sum(lengths + 1)), KEY_BINS))
-    for p, off in zip(pitches, offsets, strict=True):
-        b = np.round(np.mod(p, 12.0) * per_semitone).astype(np.int64) % KEY_BINS
-        counts[off + 1 + np.arange(len(p)), b] = 1.0
-    counts = np.cumsum(counts, axis=0)  # each contour's running counts, from its own zero row
+    bins = np.round(np.mod(np.concatenate(pitches), 12.0) * per_semitone).astype(np.int64)
+    bins %= KEY_BINS
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])  # each contour's first frame
     spans = np.maximum(1, np.minimum(span, lengths))
     starts = [off + np.arange(0, n - w + 1, max(1, w // 4))
               for off, n, w in zip(offsets, lengths, spans, strict=True)]
-    first = np.concatenate([[0], np.cumsum([len(x) for x in starts])[:-1]])
+    per_contour = [len(x) for x in starts]
+    first = np.concatenate([[0], np.cumsum(per_contour)[:-1]])
     lo = np.concatenate(starts)
-    h = counts[lo + np.repeat(spans, [len(x) for x in starts])] - counts[lo]
+    # every (stretch, frame in it) pair, counted into the stretch's row in one bincount
+    width = np.repeat(spans, per_contour)
+    frame = (np.arange(width.sum()) - np.repeat(np.cumsum(width) - width, width)
+             + np.repeat(lo, width))
+    stretch = np.repeat(np.arange(len(lo)), width)
+    h = np.bincount(stretch * KEY_BINS + bins[frame], minlength=len(lo) * KEY_BINS)
+    h = h.reshape(len(lo), KEY_BINS).astype(np.float64)
     h = 0.5 * h + 0.25 * (np.roll(h, 1, axis=1) + np.roll(h, -1, axis=1))
     return h / np.maximum(np.linalg.norm(h, axis=1, keepdims=True), 1e-12), first
 
@@ -198,20 +215,8 @@ def _resample(x: np.ndarray, ratio: float) -> np.ndarray:
     return x[idx]  # nearest neighbour keeps notes as steps rather than ramps
 
 
-def _subseq_costs(q: np.ndarray, r: np.ndarray, shift: float, config: AlignConfig,
-                  backtrack: bool = False):
-    d = (q + np.float32(shift))[:, None] - r[None, :]
-    cost = np.minimum(_fold(d) if config.fold_octaves else np.abs(d), config.cap)
-    out = librosa.sequence.dtw(
-        C=cost, subseq=True, step_sizes_sigma=STEPS, weights_mul=STEP_WEIGHTS,
-        backtrack=backtrack,
-    )
-    acc, path = out if backtrack else (out, None)
-    return acc[-1] / len(q), path
-
-
 def _batched_costs(q: np.ndarray, refs: list[np.ndarray], shifts: list[float],
-                   config: AlignConfig) -> np.ndarray:
+                   config: AlignConfig, locate: bool = False):
     """Best mean subsequence cost of hum ``q`` against every ``refs[i]`` shifted by
     ``shifts[i]`` (``inf`` where a reference is too short for the hum at any allowed slope).
 
@@ -219,8 +224,13 @@ def _batched_costs(q: np.ndarray, refs: list[np.ndarray], shifts: list[float],
     apart, and no DTW step skips more than one column, so no path can afford to cross from
     one reference into the next. The costs are those of one call per reference; the calls'
     fixed overhead, which dominated the cost of short coarse contours, is paid once per
-    batch (at most ``BATCH_CELLS`` cost-matrix cells, which bounds memory)."""
+    batch (at most ``BATCH_CELLS`` cost-matrix cells, which bounds memory).
+
+    With ``locate`` also the matched span of each reference, ``(first, last)`` frame of
+    the best path (None where the cost is ``inf``), backtracked from the same call's step
+    matrix: locating costs one extra pass over the batch rather than a call per track."""
     out = np.full(len(refs), np.inf)
+    spans: list[tuple[int, int] | None] = [None] * len(refs)
     per_batch = max(1, BATCH_CELLS // max(1, len(q)))
     i = 0
     while i < len(refs):
@@ -231,16 +241,24 @@ def _batched_costs(q: np.ndarray, refs: list[np.ndarray], shifts: list[float],
         gap = np.full(2, np.nan)
         row = np.concatenate([part for k in range(i, j)
                               for part in (refs[k] - np.float64(shifts[k]), gap)])
-        d = q.astype(np.float64)[:, None] - row[None, :]
-        cost = np.minimum(_fold(d) if config.fold_octaves else np.abs(d), config.cap)
+        cost = _cost_matrix(q, row, config)
         cost[:, np.isnan(row)] = BARRIER
         acc = librosa.sequence.dtw(C=cost, subseq=True, step_sizes_sigma=STEPS,
-                                   weights_mul=STEP_WEIGHTS, backtrack=False)
+                                   weights_mul=STEP_WEIGHTS, backtrack=False,
+                                   return_steps=locate)
+        acc, steps = acc if locate else (acc, None)
         starts = np.cumsum([0] + [len(refs[k]) + 2 for k in range(i, j - 1)])
         out[i:j] = np.minimum.reduceat(acc[-1], starts) / len(q)
+        if locate:
+            for k, first in zip(range(i, j), starts, strict=True):
+                if out[k] <= BARRIER_MEAN:
+                    end = first + int(np.argmin(acc[-1, first:first + len(refs[k])]))
+                    path = librosa.sequence.dtw_backtracking(
+                        steps, step_sizes_sigma=STEPS, subseq=True, start=end)
+                    spans[k] = (int(path[-1, 1] - first), int(end - first))
         i = j
     out[out > BARRIER_MEAN] = np.inf  # only paths through a barrier cost that much
-    return out
+    return (out, spans) if locate else out
 
 
 def _pool(x: np.ndarray, k: int) -> np.ndarray:
@@ -296,52 +314,52 @@ def _measure(q0: np.ndarray, refs: list[np.ndarray], chosen: list[tuple[float, f
     return costs
 
 
+def _located(q0: np.ndarray, refs: list[PreparedContour], chosen: list[tuple[float, float]],
+             config: AlignConfig) -> list[Match]:
+    """Full-resolution cost and matched span of the hum in each reference at its chosen
+    (tempo, shift): one batched, backtracked alignment per tempo."""
+    matches: list[Match | None] = [None] * len(refs)
+    for tempo in sorted({t for t, _ in chosen}):
+        members = [i for i, (t, _) in enumerate(chosen) if t == tempo]
+        costs, spans = _batched_costs(
+            _resample(q0, tempo), [refs[i].pitch.astype(np.float32) for i in members],
+            [chosen[i][1] for i in members], config, locate=True)
+        for i, cost, span in zip(members, costs, spans, strict=True):
+            ref = refs[i]
+            if span is None:  # the track is too short for the hum at any allowed slope
+                matches[i] = Match(float("inf"), float(ref.times[0]), float(ref.times[-1]),
+                                   tempo, chosen[i][1])
+                continue
+            half = (ref.times[1] - ref.times[0]) / 2 if len(ref.times) > 1 else 0.0
+            matches[i] = Match(cost=float(cost), start_s=float(ref.times[span[0]] - half),
+                               end_s=float(ref.times[span[1]] + half), tempo=tempo,
+                               shift=chosen[i][1])
+    return matches
+
+
 def _score(q0: np.ndarray, refs: list[PreparedContour],
-           config: AlignConfig) -> list[tuple[int, float, float, float]]:
-    """``(tier, cost, tempo, shift)`` of the hum against each reference, best first when
-    sorted: tempo and shift chosen coarsely (:func:`_choose`), every reference's cost
+           config: AlignConfig) -> list[tuple[int, float, float, float, Match | None]]:
+    """``(tier, cost, tempo, shift, match)`` of the hum against each reference, best first
+    when sorted: tempo and shift chosen coarsely (:func:`_choose`), every reference's cost
     measured on contours pooled ``rank_pool`` times, then the best ``rescore`` measured again
-    at full resolution (tier 0, ahead of the rest, tier 1)."""
+    at full resolution and located (tier 0, ahead of the rest, tier 1, whose ``match`` is
+    None)."""
     pitches = [ref.pitch.astype(np.float32) for ref in refs]
     chosen = _choose(q0, pitches, config)
     costs = _measure(q0, pitches, chosen, config, config.rank_pool)
     tier = np.ones(len(refs), dtype=int)
     head = np.argsort(costs, kind="stable")[: config.rescore]
-    if config.rank_pool > 1 and len(head):
-        costs[head] = _measure(q0, [pitches[i] for i in head], [chosen[i] for i in head],
-                               config)
+    matches: list[Match | None] = [None] * len(refs)
+    for i, match in zip(head, _located(q0, [refs[i] for i in head],
+                                       [chosen[i] for i in head], config), strict=True):
+        costs[i], matches[i] = match.cost, match
     tier[head] = 0
-    return [(int(n), float(c), t, s)
-            for n, c, (t, s) in zip(tier, costs, chosen, strict=True)]
+    return [(int(n), float(c), t, s, m)
+            for n, c, (t, s), m in zip(tier, costs, chosen, matches, strict=True)]
 
 
 def _relative(query: PreparedContour) -> np.ndarray:
     return (query.pitch - np.median(query.pitch)).astype(np.float32)
-
-
-def _locate(q0: np.ndarray, ref: PreparedContour, tempo: float, shift: float,
-            config: AlignConfig) -> Match:
-    try:
-        end_costs, path = _subseq_costs(
-            _resample(q0, tempo), ref.pitch.astype(np.float32), shift, config, backtrack=True
-        )
-    except librosa.util.exceptions.ParameterError:
-        end_costs, path = np.array([np.inf]), None
-    if path is None or not np.isfinite(end_costs).any():
-        # the track is too short for the hum at any allowed slope
-        return Match(float("inf"), float(ref.times[0]), float(ref.times[-1]), tempo, shift)
-    # an infeasible alignment (reference too short for the hum at this tempo) backtracks
-    # from an infinite cost through padding: keep the indices inside the reference
-    last = min(int(path[0, 1]), len(end_costs) - 1)
-    first = min(int(path[-1, 1]), last)
-    half = (ref.times[1] - ref.times[0]) / 2 if len(ref.times) > 1 else 0.0
-    return Match(
-        cost=float(end_costs[last]),
-        start_s=float(ref.times[first] - half),
-        end_s=float(ref.times[last] + half),
-        tempo=tempo,
-        shift=shift,
-    )
 
 
 def align_prepared(
@@ -355,9 +373,7 @@ def align_prepared(
     """
     if len(ref.pitch) < 2 or len(query.pitch) < 2:
         return None
-    q0 = _relative(query)
-    _, _, tempo, shift = _score(q0, [ref], config)[0]
-    return _locate(q0, ref, tempo, shift, config)
+    return _score(_relative(query), [ref], config)[0][4]
 
 
 def align(
@@ -379,9 +395,8 @@ def _prepared_query(query: np.ndarray, config: AlignConfig) -> np.ndarray:
 
 
 def _scored(q0: np.ndarray, references: Mapping[object, np.ndarray | PreparedContour],
-            config: AlignConfig) -> list[tuple[float, float, float, object, PreparedContour]]:
-    """``(cost, tempo, shift, key, prepared reference)`` per reference with voiced pitch,
-    best first (see :func:`_score`)."""
+            config: AlignConfig) -> list[Scored]:
+    """:class:`Scored` per reference with voiced pitch, best first (see :func:`_score`)."""
     keys, refs = [], []
     for key, ref in references.items():
         if not isinstance(ref, PreparedContour):
@@ -393,7 +408,8 @@ def _scored(q0: np.ndarray, references: Mapping[object, np.ndarray | PreparedCon
         return []
     scored = sorted(zip(_score(q0, refs, config), keys, refs, strict=True),
                     key=lambda item: item[0][:2])
-    return [(cost, tempo, shift, key, ref) for (_, cost, tempo, shift), key, ref in scored]
+    return [Scored(key, cost, tempo, shift, ref, match)
+            for (_, cost, tempo, shift, match), key, ref in scored]
 
 
 SCREEN_POOL = 8  # screening contours are pooled this many times more than hop_s (0.4 s)
@@ -434,13 +450,15 @@ def screen(query: PreparedContour, pooled: list[np.ndarray], profiles: np.ndarra
 
 @dataclass(frozen=True)
 class Scored:
-    """A hum aligned with one track, before the matched span is located."""
+    """A hum aligned with one track; located (``match``) if among the first
+    ``config.rescore``."""
 
     key: object  # the reference's key (track id)
     cost: float  # as Match.cost (on pooled contours below the first config.rescore)
     tempo: float
     shift: float
     ref: PreparedContour
+    match: Match | None = None
 
 
 def score_all(
@@ -449,23 +467,23 @@ def score_all(
     config: AlignConfig = AlignConfig(),
 ) -> list[Scored]:
     """The hum against every reference with voiced pitch, best first, each with the tempo
-    and key chosen for it; no span located (:func:`locate_all` does that for the few that
-    need it). The first ``config.rescore`` are ordered by their full-resolution cost, the
-    rest by the cost on pooled contours that ranked them there. Raises
+    and key chosen for it. The first ``config.rescore`` are ordered by their
+    full-resolution cost and come located; the rest by the cost on pooled contours that
+    ranked them there (:func:`locate_all` locates those a page needs). Raises
     :class:`NoMelodyError` for a hum without melody."""
-    return [Scored(key, cost, tempo, shift, ref)
-            for cost, tempo, shift, key, ref in _scored(_prepared_query(query, config),
-                                                        references, config)]
+    return _scored(_prepared_query(query, config), references, config)
 
 
 def locate_all(query: np.ndarray, scored: list[Scored],
                config: AlignConfig = AlignConfig()) -> list[Match]:
     """The matched span of each scored track: a backtracked DTW at its chosen tempo and
-    key, on full-resolution contours."""
-    if not scored:
-        return []
-    q0 = _prepared_query(query, config)
-    return [_locate(q0, s.ref, s.tempo, s.shift, config) for s in scored]
+    key, on full-resolution contours (done already for those :func:`score_all` located)."""
+    todo = [s for s in scored if s.match is None]
+    found = (dict(zip(map(id, todo), _located(_prepared_query(query, config),
+                                             [s.ref for s in todo],
+                                             [(s.tempo, s.shift) for s in todo], config),
+                      strict=True)) if todo else {})
+    return [s.match if s.match is not None else found[id(s)] for s in scored]
 
 
 def costs(

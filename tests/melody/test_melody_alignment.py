@@ -1,3 +1,4 @@
+import librosa
 import numpy as np
 import pytest
 from melody_synth import hum_of, sing, tune
@@ -49,6 +50,22 @@ def test_a_sung_hum_finds_its_tune_among_sung_songs(songs):
     assert ranked[0][1].cost < ranked[1][1].cost
 
 
+def test_score_all_locates_the_head_and_the_rest_on_demand(songs):
+    refs = {k: _contour(n) for k, n in songs.items()}
+    hum = _contour(hum_of(songs["song4"], 30, 20, 3.0, 0.9))
+    config = alignment.AlignConfig(rescore=2)
+    scored = alignment.score_all(hum, refs, config)
+    assert scored[0].key == "song4"
+    assert [s.match is not None for s in scored] == [True, True] + [False] * 4
+    assert [s.cost for s in scored[:2]] == [s.match.cost for s in scored[:2]]
+    assert scored[2:] == sorted(scored[2:], key=lambda s: s.cost)
+    # a track outside the head is located on demand, as if it had been in it
+    late = alignment.locate_all(hum, scored[4:5], config)[0]
+    alone = alignment.align(hum, refs[scored[4].key], config)
+    assert (late.start_s, late.end_s) == pytest.approx((alone.start_s, alone.end_s))
+    assert late.cost == pytest.approx(alone.cost)
+
+
 def test_hum_without_melody_is_refused(songs):
     refs = {k: _contour(n) for k, n in songs.items()}
     silent = pitch.contour(np.zeros(8 * 16000, dtype=np.float32))
@@ -81,21 +98,38 @@ def test_reference_shorter_than_the_hum_does_not_crash(songs):
     assert len(ranked) == 1 and ranked[0][1].start_s <= ranked[0][1].end_s
 
 
+def _one_call(hum, ref, shift, config):
+    """librosa's subsequence DTW of the hum against one shifted reference, with its path."""
+    d = (hum + np.float32(shift))[:, None] - ref[None, :]
+    cost = np.minimum(np.abs(d - 12.0 * np.round(d / 12.0)), config.cap)
+    acc = librosa.sequence.dtw(C=cost, subseq=True, step_sizes_sigma=alignment.STEPS,
+                               weights_mul=alignment.STEP_WEIGHTS, backtrack=False)
+    if not np.isfinite(acc[-1]).any():
+        return np.inf, None
+    end = int(np.argmin(acc[-1]))
+    acc, path = librosa.sequence.dtw(C=cost, subseq=True, step_sizes_sigma=alignment.STEPS,
+                                     weights_mul=alignment.STEP_WEIGHTS)
+    return acc[-1, end] / len(hum), (int(path[-1, 1]), end)
+
+
 def test_batched_alignment_equals_one_call_per_track(songs, monkeypatch):
     rng = np.random.default_rng(3)
     hum = rng.normal(0.0, 3.0, 120).astype(np.float32)
     refs = [rng.normal(60.0, 3.0, n).astype(np.float32) for n in (50, 300, 61, 500)]
     shifts = [0.0, 1.5, 7.3, 11.0]
     config = alignment.AlignConfig()
-    alone = [float(np.min(alignment._subseq_costs(hum, r, s, config)[0]))
-             for r, s in zip(refs, shifts, strict=True)]
-    batched = alignment._batched_costs(hum, refs, shifts, config)
+    alone = [_one_call(hum, r, s, config) for r, s in zip(refs, shifts, strict=True)]
+    batched, spans = alignment._batched_costs(hum, refs, shifts, config, locate=True)
     monkeypatch.setattr(alignment, "BATCH_CELLS", 120 * 400)  # several calls
-    split = alignment._batched_costs(hum, refs, shifts, config)
-    assert alone[0] == np.inf  # 50 frames cannot hold 120 at slope <= 2
+    split, split_spans = alignment._batched_costs(hum, refs, shifts, config, locate=True)
+    assert alone[0][0] == np.inf  # 50 frames cannot hold 120 at slope <= 2
     assert batched[0] == np.inf and split[0] == np.inf
-    assert batched[1:] == pytest.approx(alone[1:], abs=1e-5)
-    assert split[1:] == pytest.approx(alone[1:], abs=1e-5)
+    assert spans[0] is None and split_spans[0] is None
+    assert batched[1:] == pytest.approx([c for c, _ in alone[1:]], abs=1e-5)
+    assert split[1:] == pytest.approx([c for c, _ in alone[1:]], abs=1e-5)
+    # the span backtracked in the batch is the one-call path's
+    assert spans[1:] == [span for _, span in alone[1:]] == split_spans[1:]
+    assert list(alignment._batched_costs(hum, refs, shifts, config)) == list(batched)
 
 
 @pytest.mark.parametrize("key", [0.0, 2.33, 6.67, 10.0])
