@@ -478,12 +478,14 @@ def locate_all(query: np.ndarray, scored: list[Scored],
                config: AlignConfig = AlignConfig()) -> list[Match]:
     """The matched span of each scored track: a backtracked DTW at its chosen tempo and
     key, on full-resolution contours (done already for those :func:`score_all` located)."""
-    todo = [s for s in scored if s.match is None]
-    found = (dict(zip(map(id, todo), _located(_prepared_query(query, config),
-                                             [s.ref for s in todo],
-                                             [(s.tempo, s.shift) for s in todo], config),
-                      strict=True)) if todo else {})
-    return [s.match if s.match is not None else found[id(s)] for s in scored]
+    matches = [s.match for s in scored]
+    todo = [i for i, m in enumerate(matches) if m is None]
+    if todo:
+        located = _located(_prepared_query(query, config), [scored[i].ref for i in todo],
+                           [(scored[i].tempo, scored[i].shift) for i in todo], config)
+        for i, match in zip(todo, located, strict=True):
+            matches[i] = match
+    return matches
 
 
 def costs(

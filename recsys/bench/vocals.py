@@ -30,13 +30,13 @@ def resolve_separator(name: str):
 
 
 def heard_singers() -> set[str]:
-    """Singers any shipped separator was trained on (``heard_singers`` in its weights'
+    """Singers any shipped model was trained on (``heard_singers`` in the weights'
     metadata). Every shipped model trains on the same corpus' train singers."""
     return _heard("heard_singers")
 
 
 def heard_tunes() -> set[str]:
-    """Tunes any shipped separator was trained on (``heard_tunes`` in its metadata)."""
+    """Tunes any shipped model was trained on (``heard_tunes`` in the weights' metadata)."""
     return _heard("heard_tunes")
 
 
