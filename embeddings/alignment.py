@@ -20,10 +20,11 @@ the mean per-hum-frame cost in semitones: 0 is a perfect match; random tunes sco
 
 Speed: tempo and key are chosen on contours pooled to 0.2 s, every track is ranked at
 0.1 s, and only the best ten are measured again at the full 0.05 s, where their matched
-spans are backtracked from the same call. Many tracks go through each librosa call
+spans are backtracked from the same pass. Many tracks go through each DTW
 (:func:`_batched_costs`); the coarse 0.2 s cost alone ranks too poorly to skip the 0.1 s
 pass (ad hoc, session 10: measuring only the best 30 by it at 0.1 s lost 2 of 62 val hums
-from the top ten).
+from the top ten). Batches run on all cores (:func:`_subsequence_dtw` is librosa's DTW
+kernel compiled without the GIL); the DTW was three quarters of a hum's re-rank.
 
 Screening (:func:`screen`): a much cheaper alignment of the hum against every track (0.4 s
 contours, the hum's own tempo, one transposition per track) that the search service uses,
@@ -35,10 +36,14 @@ matched times out.
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import librosa
+import numba
 import numpy as np
 
 from embeddings.pitch import NoMelodyError, require_melody
@@ -53,6 +58,19 @@ STEP_WEIGHTS = np.array([1.0, 1.0, 2.0])
 BARRIER = 1e9
 BARRIER_MEAN = 1e3
 BATCH_CELLS = 2_000_000
+# Batches of one alignment run on this many threads at once (_subsequence_dtw holds no GIL),
+# and an alignment is split into that many batches once it has this many cells: below
+# that, handing a batch to a thread costs more than it saves (break-even ~25 k cells on
+# two cores; 2x faster from ~200 k, session 11).
+ALIGN_THREADS = max(1, min(4, len(os.sched_getaffinity(0))))
+PARALLEL_CELLS = 30_000
+
+# librosa's own DTW kernels (what librosa.sequence.dtw and dtw_backtracking run). The
+# accumulation is three quarters of a hum's re-rank; librosa compiles it holding the GIL,
+# so it is compiled here again without, and the batches of an alignment share the cores.
+_accumulate = numba.njit(nogil=True)(getattr(librosa.sequence, "__dtw_calc_accu_cost").py_func)
+_backtrack = getattr(librosa.sequence, "__dtw_backtracking")
+_NO_ADD = np.zeros(len(STEPS))
 
 
 @dataclass(frozen=True)
@@ -215,49 +233,89 @@ def _resample(x: np.ndarray, ratio: float) -> np.ndarray:
     return x[idx]  # nearest neighbour keeps notes as steps rather than ramps
 
 
+def _subsequence_dtw(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(n, m)`` cost matrix -> ``(n, m)`` accumulated cost and ``(n, m)`` step matrix
+    (indices into ``STEPS``) of subsequence DTW with ``STEPS`` and ``STEP_WEIGHTS``.
+
+    The accumulated costs are those of ``librosa.sequence.dtw(C=cost, subseq=True,
+    step_sizes_sigma=STEPS, weights_mul=STEP_WEIGHTS)`` (a test checks), computed by
+    librosa's kernel without the GIL. librosa also tries its three default steps at every
+    cell, with infinite weights so they never win; leaving them out halves the work."""
+    pad_n, pad_m = (int(p) for p in STEPS.max(axis=0))
+    acc = np.full((cost.shape[0] + pad_n, cost.shape[1] + pad_m), np.inf)
+    acc[pad_n, pad_m:] = cost[0]  # a subsequence may start anywhere in the reference
+    steps = np.zeros(acc.shape, dtype=np.int32)
+    acc, steps = _accumulate(cost, acc, steps, STEPS, STEP_WEIGHTS, _NO_ADD, pad_n, pad_m)
+    return acc[pad_n:, pad_m:], steps[pad_n:, pad_m:]
+
+
+@functools.cache
+def _thread_pool() -> ThreadPoolExecutor:
+    """The threads alignment batches share, started on first use."""
+    return ThreadPoolExecutor(ALIGN_THREADS, thread_name_prefix="align")
+
+
+def _batches(n_cells: list[int], limit: int) -> list[tuple[int, int]]:
+    """``(first, end)`` runs of consecutive items of ``n_cells`` sizes, each within ``limit``
+    (an item larger than the limit alone)."""
+    out, i = [], 0
+    while i < len(n_cells):
+        j, size = i + 1, n_cells[i]
+        while j < len(n_cells) and size + n_cells[j] <= limit:
+            size += n_cells[j]
+            j += 1
+        out.append((i, j))
+        i = j
+    return out
+
+
 def _batched_costs(q: np.ndarray, refs: list[np.ndarray], shifts: list[float],
                    config: AlignConfig, locate: bool = False):
     """Best mean subsequence cost of hum ``q`` against every ``refs[i]`` shifted by
     ``shifts[i]`` (``inf`` where a reference is too short for the hum at any allowed slope).
 
-    One librosa call aligns many references: they are laid end to end, two barrier columns
-    apart, and no DTW step skips more than one column, so no path can afford to cross from
-    one reference into the next. The costs are those of one call per reference; the calls'
+    One DTW aligns many references: they are laid end to end, two barrier columns apart,
+    and no DTW step skips more than one column, so no path can afford to cross from one
+    reference into the next. The costs are those of one call per reference; the calls'
     fixed overhead, which dominated the cost of short coarse contours, is paid once per
-    batch (at most ``BATCH_CELLS`` cost-matrix cells, which bounds memory).
+    batch (at most ``BATCH_CELLS`` cost-matrix cells, which bounds memory). A large
+    alignment is cut into ``ALIGN_THREADS`` batches or more, aligned at once.
 
     With ``locate`` also the matched span of each reference, ``(first, last)`` frame of
-    the best path (None where the cost is ``inf``), backtracked from the same call's step
+    the best path (None where the cost is ``inf``), backtracked from the same batch's step
     matrix: locating costs one extra pass over the batch rather than a call per track."""
-    out = np.full(len(refs), np.inf)
-    spans: list[tuple[int, int] | None] = [None] * len(refs)
-    per_batch = max(1, BATCH_CELLS // max(1, len(q)))
-    i = 0
-    while i < len(refs):
-        j, columns = i + 1, len(refs[i]) + 2
-        while j < len(refs) and columns + len(refs[j]) + 2 <= per_batch:
-            columns += len(refs[j]) + 2
-            j += 1
+    columns = [len(r) + 2 for r in refs]
+    total = len(q) * sum(columns)
+    parts = ALIGN_THREADS if total >= PARALLEL_CELLS else 1
+    limit = max(1, min(BATCH_CELLS // max(1, len(q)), -(-sum(columns) // parts)))
+    batches = _batches(columns, limit)
+
+    def align(batch: tuple[int, int]) -> tuple[np.ndarray, list]:
+        i, j = batch
         gap = np.full(2, np.nan)
         row = np.concatenate([part for k in range(i, j)
                               for part in (refs[k] - np.float64(shifts[k]), gap)])
         cost = _cost_matrix(q, row, config)
         cost[:, np.isnan(row)] = BARRIER
-        acc = librosa.sequence.dtw(C=cost, subseq=True, step_sizes_sigma=STEPS,
-                                   weights_mul=STEP_WEIGHTS, backtrack=False,
-                                   return_steps=locate)
-        acc, steps = acc if locate else (acc, None)
-        starts = np.cumsum([0] + [len(refs[k]) + 2 for k in range(i, j - 1)])
-        out[i:j] = np.minimum.reduceat(acc[-1], starts) / len(q)
+        acc, steps = _subsequence_dtw(cost)
+        starts = np.cumsum([0] + columns[i:j - 1])
+        out = np.minimum.reduceat(acc[-1], starts) / len(q)
+        spans: list[tuple[int, int] | None] = [None] * (j - i)
         if locate:
-            for k, first in zip(range(i, j), starts, strict=True):
+            for k, first in enumerate(starts):
                 if out[k] <= BARRIER_MEAN:
-                    end = first + int(np.argmin(acc[-1, first:first + len(refs[k])]))
-                    path = librosa.sequence.dtw_backtracking(
-                        steps, step_sizes_sigma=STEPS, subseq=True, start=end)
-                    spans[k] = (int(path[-1, 1] - first), int(end - first))
-        i = j
+                    end = first + int(np.argmin(acc[-1, first:first + len(refs[i + k])]))
+                    path = _backtrack(steps, STEPS, True, end)
+                    spans[k] = (int(path[-1][1] - first), int(end - first))
+        return out, spans
+
+    if len(batches) > 1 and ALIGN_THREADS > 1:
+        results = list(_thread_pool().map(align, batches))
+    else:
+        results = [align(b) for b in batches]
+    out = np.concatenate([r[0] for r in results]) if results else np.zeros(0)
     out[out > BARRIER_MEAN] = np.inf  # only paths through a barrier cost that much
+    spans = [span for r in results for span in r[1]]
     return (out, spans) if locate else out
 
 

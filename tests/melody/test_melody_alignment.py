@@ -130,6 +130,31 @@ def test_batched_alignment_equals_one_call_per_track(songs, monkeypatch):
     # the span backtracked in the batch is the one-call path's
     assert spans[1:] == [span for _, span in alone[1:]] == split_spans[1:]
     assert list(alignment._batched_costs(hum, refs, shifts, config)) == list(batched)
+    # cut into batches aligned on two threads at once: the same costs and spans
+    monkeypatch.setattr(alignment, "ALIGN_THREADS", 2)
+    monkeypatch.setattr(alignment, "PARALLEL_CELLS", 0)
+    threaded, threaded_spans = alignment._batched_costs(hum, refs, shifts, config, locate=True)
+    assert list(threaded) == list(split) and threaded_spans == split_spans
+
+
+def test_subsequence_dtw_is_librosas():
+    rng = np.random.default_rng(5)
+    cost = np.minimum(np.abs(rng.normal(0.0, 2.0, (40, 130))), 3.0)
+    cost[:, 70:72] = alignment.BARRIER
+    cost[5, 10] = 0.0  # librosa's never-winning default steps give NaN at a zero cost
+    acc, steps = alignment._subsequence_dtw(cost)
+    ref_acc, ref_steps = librosa.sequence.dtw(
+        C=cost, subseq=True, step_sizes_sigma=alignment.STEPS,
+        weights_mul=alignment.STEP_WEIGHTS, backtrack=False, return_steps=True)
+    np.testing.assert_array_equal(acc, ref_acc)
+    # librosa numbers its three default steps first
+    reached = np.isfinite(ref_acc)
+    reached[0] = False
+    np.testing.assert_array_equal(steps[reached] + 3, ref_steps[reached])
+    for end in (20, 100):
+        path = librosa.sequence.dtw_backtracking(ref_steps, step_sizes_sigma=alignment.STEPS,
+                                                 subseq=True, start=end)
+        assert [tuple(p) for p in path] == alignment._backtrack(steps, alignment.STEPS, True, end)
 
 
 @pytest.mark.parametrize("key", [0.0, 2.33, 6.67, 10.0])
