@@ -62,12 +62,15 @@ BATCH_CELLS = 2_000_000
 # and an alignment is split into that many batches once it has this many cells: below
 # that, handing a batch to a thread costs more than it saves (break-even ~25 k cells on
 # two cores; 2x faster from ~200 k, session 11).
-ALIGN_THREADS = max(1, min(4, len(os.sched_getaffinity(0))))
+ALIGN_THREADS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                            else os.cpu_count() or 1))
 PARALLEL_CELLS = 30_000
 
 # librosa's own DTW kernels (what librosa.sequence.dtw and dtw_backtracking run). The
 # accumulation is three quarters of a hum's re-rank; librosa compiles it holding the GIL,
 # so it is compiled here again without, and the batches of an alignment share the cores.
+# They are private to librosa, hence its version bound in pyproject.toml; a test checks
+# them against librosa's public dtw.
 _accumulate = numba.njit(nogil=True)(getattr(librosa.sequence, "__dtw_calc_accu_cost").py_func)
 _backtrack = getattr(librosa.sequence, "__dtw_backtracking")
 _NO_ADD = np.zeros(len(STEPS))
