@@ -258,14 +258,14 @@ def _thread_pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(ALIGN_THREADS, thread_name_prefix="align")
 
 
-def _batches(n_cells: list[int], limit: int) -> list[tuple[int, int]]:
-    """``(first, end)`` runs of consecutive items of ``n_cells`` sizes, each within ``limit``
-    (an item larger than the limit alone)."""
+def _batches(sizes: list[int], limit: int) -> list[tuple[int, int]]:
+    """``(first, end)`` runs of consecutive items whose ``sizes`` sum to at most ``limit``
+    (an item larger than the limit makes a run alone)."""
     out, i = [], 0
-    while i < len(n_cells):
-        j, size = i + 1, n_cells[i]
-        while j < len(n_cells) and size + n_cells[j] <= limit:
-            size += n_cells[j]
+    while i < len(sizes):
+        j, total = i + 1, sizes[i]
+        while j < len(sizes) and total + sizes[j] <= limit:
+            total += sizes[j]
             j += 1
         out.append((i, j))
         i = j
