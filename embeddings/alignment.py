@@ -36,7 +36,6 @@ matched times out.
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -252,10 +251,17 @@ def _subsequence_dtw(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return acc[pad_n:, pad_m:], steps[pad_n:, pad_m:]
 
 
-@functools.cache
+_thread_pools: dict[int, ThreadPoolExecutor] = {}
+
+
 def _thread_pool() -> ThreadPoolExecutor:
-    """The threads alignment batches share, started on first use."""
-    return ThreadPoolExecutor(ALIGN_THREADS, thread_name_prefix="align")
+    """The threads alignment batches share, started on first use in each process: a process
+    forked after its parent aligned inherits the pool but none of its threads."""
+    pid = os.getpid()
+    if pid not in _thread_pools:
+        _thread_pools.clear()
+        _thread_pools[pid] = ThreadPoolExecutor(ALIGN_THREADS, thread_name_prefix="align")
+    return _thread_pools[pid]
 
 
 def _batches(sizes: list[int], limit: int) -> list[tuple[int, int]]:

@@ -1,3 +1,5 @@
+import multiprocessing
+
 import librosa
 import numpy as np
 import pytest
@@ -135,6 +137,30 @@ def test_batched_alignment_equals_one_call_per_track(songs, monkeypatch):
     monkeypatch.setattr(alignment, "PARALLEL_CELLS", 0)
     threaded, threaded_spans = alignment._batched_costs(hum, refs, shifts, config, locate=True)
     assert list(threaded) == list(split) and threaded_spans == split_spans
+
+
+def _align_in_child(queue, hum, refs):
+    queue.put(list(alignment._batched_costs(hum, refs, [0.0] * len(refs),
+                                            alignment.AlignConfig())))
+
+
+def test_threaded_alignment_works_in_a_forked_process(monkeypatch):
+    monkeypatch.setattr(alignment, "ALIGN_THREADS", 2)
+    monkeypatch.setattr(alignment, "PARALLEL_CELLS", 0)
+    rng = np.random.default_rng(4)
+    hum = rng.normal(0.0, 3.0, 40).astype(np.float32)
+    refs = [rng.normal(60.0, 3.0, 200).astype(np.float32) for _ in range(4)]
+    here = list(alignment._batched_costs(hum, refs, [0.0] * 4, alignment.AlignConfig()))
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_align_in_child, args=(queue, hum, refs))
+    child.start()
+    try:
+        assert queue.get(timeout=60) == here  # the parent's pool has no threads there
+    finally:
+        child.join(10)
+        if child.is_alive():
+            child.kill()
 
 
 def test_subsequence_dtw_is_librosas():
