@@ -251,17 +251,16 @@ def _subsequence_dtw(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return acc[pad_n:, pad_m:], steps[pad_n:, pad_m:]
 
 
-_thread_pools: dict[int, ThreadPoolExecutor] = {}
+_threads: tuple[int, ThreadPoolExecutor] | None = None  # (process id, its pool)
 
 
 def _thread_pool() -> ThreadPoolExecutor:
     """The threads alignment batches share, started on first use in each process: a process
     forked after its parent aligned inherits the pool but none of its threads."""
-    pid = os.getpid()
-    if pid not in _thread_pools:
-        _thread_pools.clear()
-        _thread_pools[pid] = ThreadPoolExecutor(ALIGN_THREADS, thread_name_prefix="align")
-    return _thread_pools[pid]
+    global _threads
+    if _threads is None or _threads[0] != os.getpid():
+        _threads = (os.getpid(), ThreadPoolExecutor(ALIGN_THREADS, thread_name_prefix="align"))
+    return _threads[1]
 
 
 def _batches(sizes: list[int], limit: int) -> list[tuple[int, int]]:
@@ -293,11 +292,10 @@ def _batched_costs(q: np.ndarray, refs: list[np.ndarray], shifts: list[float],
     With ``locate`` also the matched span of each reference, ``(first, last)`` frame of
     the best path (None where the cost is ``inf``), backtracked from the same batch's step
     matrix: locating costs one extra pass over the batch rather than a call per track."""
-    columns = [len(r) + 2 for r in refs]
-    total = len(q) * sum(columns)
-    parts = ALIGN_THREADS if total >= PARALLEL_CELLS else 1
-    limit = max(1, min(BATCH_CELLS // max(1, len(q)), -(-sum(columns) // parts)))
-    batches = _batches(columns, limit)
+    columns = [len(r) + 2 for r in refs]  # each reference and its two barrier columns
+    width = sum(columns)
+    parts = ALIGN_THREADS if len(q) * width >= PARALLEL_CELLS else 1
+    batches = _batches(columns, max(1, min(BATCH_CELLS // max(1, len(q)), -(-width // parts))))
 
     def align(batch: tuple[int, int]) -> tuple[np.ndarray, list]:
         i, j = batch
