@@ -138,6 +138,22 @@ class BSRNN(nn.Module):
         _atomic(path.with_suffix(".json"),
                 lambda tmp: Path(tmp).write_text(json.dumps(doc, indent=2) + "\n"))
 
+    def grown(self, extra_modules: int) -> BSRNN:
+        """A deeper copy: this model's modules, then ``extra_modules`` new ones whose output
+        layers start at zero. Each module adds its output to its input, so the new ones
+        start as the identity and the grown model separates exactly as this one does until
+        training moves them (depth growth: a capacity step that loses no training)."""
+        if extra_modules < 0:
+            raise ValueError(f"extra_modules must be >= 0, not {extra_modules}")
+        c = self.config
+        deeper = BSRNN(BSRNNConfig(**{**asdict(c), "modules": c.modules + extra_modules}))
+        deeper.load_state_dict(self.state_dict(), strict=False)
+        for block in list(deeper.blocks)[c.modules:]:
+            for rnn in (block.time_rnn, block.band_rnn):
+                nn.init.zeros_(rnn.fc.weight)
+                nn.init.zeros_(rnn.fc.bias)
+        return deeper.to(self.window.device).train(self.training)
+
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "cpu") -> tuple[BSRNN, dict]:
         """The model saved at ``path`` and the metadata of its JSON file."""
@@ -220,7 +236,8 @@ def load_pretrained(name: str | None = None, device: str = "auto") -> BsrnnSepar
         path = WEIGHTS_DIR / f"{n}.safetensors"
         if path.exists() and path.with_suffix(".json").exists():
             doc = json.loads(path.with_suffix(".json").read_text())
-            found.append((float(doc.get("val_sdr", float("-inf"))), path))
+            val = doc.get("val_sdr")
+            found.append((float("-inf") if val is None else float(val), path))
     if not found:
         raise FileNotFoundError(
             f"no BSRNN weights in {WEIGHTS_DIR} (looked for {', '.join(names)}); train them "

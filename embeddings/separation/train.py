@@ -228,7 +228,8 @@ def train(model: BSRNN, pools: Pools, val_items: Sequence[tuple[np.ndarray, np.n
 
     Writes ``out_dir/last.pt`` (model, optimiser, RNG and history, for ``resume``) after every
     epoch and ``out_dir/best.safetensors`` (+ ``.json`` with ``val_sdr``) whenever the
-    validation SDR improves. ``on_step(step, loss)`` and ``on_epoch(record)`` report progress.
+    validation SDR improves (every epoch, with ``val_sdr`` null, when there is no
+    validation data). ``on_step(step, loss)`` and ``on_epoch(record)`` report progress.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -273,10 +274,11 @@ def train(model: BSRNN, pools: Pools, val_items: Sequence[tuple[np.ndarray, np.n
         record = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_sdr": val,
                   "lr": epoch_lr(cfg, epoch), "seconds": time.time() - t0}
         history.append(record)
-        if val_items and val > best:
+        if not val_items or val > best:  # without validation the latest is the best known
             best = val
-            model.save(out_dir / "best.safetensors", **(meta or {}), val_sdr=val,
-                       epoch=epoch + 1, train_config=asdict(cfg))
+            model.save(out_dir / "best.safetensors", **(meta or {}),
+                       val_sdr=val if val_items else None, epoch=epoch + 1,
+                       train_config=asdict(cfg))
         _atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                             "rng": rng.bit_generator.state, "history": history,
                             "config": asdict(model.config)}, ckpt_path)

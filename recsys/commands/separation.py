@@ -102,6 +102,8 @@ def train_separator(
                                           "are separated and filtered into pseudo-labels."),
     init: Path | None = typer.Option(None, help="Start from these weights (.safetensors); "
                                      "with --unlabeled the default is the shipped bsrnn-cpu."),
+    add_modules: int = typer.Option(0, help="Append this many modules to the --init "
+                                    "weights, starting as the identity (depth growth)."),
     threshold_db: float = typer.Option(30.0, help="Energy-filter margin for pseudo-labels."),
     val_songs: int = typer.Option(12, help="Validation excerpts (10 s each) from `val`."),
     max_songs: int = typer.Option(0, help="Use at most this many training songs (0: all)."),
@@ -167,6 +169,10 @@ def train_separator(
         model, _ = BSRNN.load(init_path)
     else:
         model = BSRNN(model_config)
+    if add_modules:
+        if init_path is None:
+            _fail("--add-modules grows the --init weights; give --init")
+        model = model.grown(add_modules)
     pools = Pools(vocals, accompaniment)
     # every singer and tune the weights have heard, so a benchmark can prove it never scores
     # on them (init weights pass theirs on)

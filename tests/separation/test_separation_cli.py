@@ -73,3 +73,19 @@ def test_version_changes_when_the_weights_are_retrained(tmp_path):
     second = bsrnn.BsrnnSeparator.from_file(path).version
     assert first.startswith("bsrnn-cpu-1-") and second.startswith("bsrnn-cpu-1-")
     assert first != second
+
+
+def test_train_separator_grows_the_init_weights(tiny_corpus, tmp_path):
+    torch.manual_seed(0)
+    init = tmp_path / "init.safetensors"
+    BSRNN(BSRNNConfig.named("tiny")).save(init, version="bsrnn-tiny-test", val_sdr=0.0)
+    base = ["train", "separator", "--data", str(tiny_corpus), "--epochs", "1", "--steps", "1",
+            "--batch", "1", "--val-songs", "1", "--threads", "1"]
+    result = CliRunner().invoke(app, [*base, "--add-modules", "2", "--out", str(tmp_path / "a")])
+    assert result.exit_code == 2 and "--init" in result.output
+    out = tmp_path / "b"
+    result = CliRunner().invoke(app, [*base, "--init", str(init), "--add-modules", "2",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    grown, _ = BSRNN.load(out / "best.safetensors")
+    assert grown.config.modules == BSRNNConfig.named("tiny").modules + 2

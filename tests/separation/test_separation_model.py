@@ -55,6 +55,22 @@ def test_model_shapes_and_save_load(tmp_path):
         assert torch.allclose(loaded(x), y, atol=1e-6)
 
 
+
+def test_grown_model_separates_as_the_original_until_trained():
+    torch.manual_seed(0)
+    model = BSRNN(BSRNNConfig.named("tiny")).eval()
+    deeper = model.grown(2).eval()
+    assert deeper.config.modules == model.config.modules + 2
+    x = torch.randn(2, SR) * 0.1
+    with torch.no_grad():
+        assert torch.allclose(deeper(x), model(x), atol=1e-6)
+    # the new modules learn: their output layers get gradients though they start at zero
+    deeper.train()
+    deeper(x).pow(2).mean().backward()
+    assert deeper.blocks[-1].time_rnn.fc.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError):
+        model.grown(-1)
+
 def test_chunk_starts_cover_the_signal():
     for length in [100, 1000, 1001, 12345]:
         starts = chunk_starts(length, 400, 100)
