@@ -55,7 +55,6 @@ def test_model_shapes_and_save_load(tmp_path):
         assert torch.allclose(loaded(x), y, atol=1e-6)
 
 
-
 def test_grown_model_separates_as_the_original_until_trained():
     torch.manual_seed(0)
     model = BSRNN(BSRNNConfig.named("tiny")).eval()
@@ -70,6 +69,7 @@ def test_grown_model_separates_as_the_original_until_trained():
     assert deeper.blocks[-1].time_rnn.fc.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError):
         model.grown(-1)
+
 
 def test_chunk_starts_cover_the_signal():
     for length in [100, 1000, 1001, 12345]:
