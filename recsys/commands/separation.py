@@ -86,6 +86,10 @@ def _unlabeled_mixtures(folder: Path, data_corpus, warn):
 def train_separator(
     data: Path = typer.Option(..., help="A corpus built by `recsys corpus build` (its train "
                               "split is trained on, its val split scores each epoch)."),
+    extra: list[Path] = typer.Option([], "--extra", help="Another corpus (repeat) whose "
+                                     "songs, every split, join the training songs, less "
+                                     "those sung by --data's test singers or set to its tunes "
+                                     "(build it with --tune-offset)."),
     config: str = typer.Option("cpu", help="Model size: 'cpu' or 'paper'."),
     device: str = typer.Option("auto", help="'auto', 'cpu' or 'cuda'."),
     epochs: int = typer.Option(20, help="Epochs (each `--steps` batches)."),
@@ -129,13 +133,16 @@ def train_separator(
     from embeddings.registry import WEIGHTS_DIR
     from embeddings.separation.bsrnn import BSRNN, BSRNNConfig, BsrnnSeparator
     from embeddings.separation.train import Pools, TrainConfig, mine_pseudo_labels, train
-    from recsys.corpus import Corpus, CorpusError
+    from recsys.corpus import Corpus, CorpusError, extension_songs
 
     torch.set_num_threads(threads)
     dev = resolve_device(device)
     try:
         corpus = Corpus(data)
         model_config = BSRNNConfig.named(config)
+        # a separator has no use for another corpus' split labels: all of its songs may
+        # join, as long as none shares a singer or tune with --data's test splits
+        extra_songs = [s for e in extra for s in extension_songs(corpus, Corpus(e), None)]
     except (CorpusError, ValueError) as e:
         _fail(str(e))
     if unlabeled is not None and not unlabeled.is_dir():
@@ -143,6 +150,7 @@ def train_separator(
     songs = corpus.songs("train")
     if max_songs:
         songs = songs[:max_songs]
+    songs += extra_songs
     if not songs:
         _fail(f"{data} has no training songs")
     t0 = time.time()
@@ -156,7 +164,8 @@ def train_separator(
         val_items = _val_excerpts(corpus.songs("val"), 10.0, val_songs)
     except AudioError as e:
         _fail(f"corpus audio could not be read: {e}")
-    typer.echo(f"train: {len(songs)} songs ({sum(map(len, vocals)) / SAMPLE_RATE / 60:.1f} "
+    minutes = sum(map(len, vocals)) / SAMPLE_RATE / 60
+    typer.echo(f"train: {len(songs)} songs ({len(extra_songs)} from --extra, {minutes:.1f} "
                f"min); val: {len(val_items)} excerpts; device {dev}; "
                f"loaded in {time.time() - t0:.0f} s")
 
@@ -182,7 +191,8 @@ def train_separator(
         init_doc = json.loads(init_path.with_suffix(".json").read_text())
         heard_singers |= set(init_doc.get("heard_singers", []))
         heard_tunes |= set(init_doc.get("heard_tunes", []))
-    meta = {"version": f"bsrnn-{config}-1", "trained_on": str(data), "split": "train"}
+    meta = {"version": f"bsrnn-{config}-1", "trained_on": str(data), "split": "train",
+            "extra": [str(e) for e in extra], "extra_songs": len(extra_songs)}
     mining = {}
     if unlabeled is not None:
         meta["version"] = f"bsrnn-{config}-semi-1"

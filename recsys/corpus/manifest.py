@@ -216,10 +216,11 @@ class Corpus:
         return Query(**_known(Query, r))
 
 
-def extension_songs(corpus: Corpus, extra: Corpus, split: str) -> list[Song]:
+def extension_songs(corpus: Corpus, extra: Corpus, split: str | None) -> list[Song]:
     """Songs of another corpus that may join ``corpus``' ``split`` for training: ``extra``'s
-    own ``split`` songs, less any sung by one of ``corpus``' test singers or set to one of
-    ``corpus``' tunes, so that nothing of ``corpus``' test split is heard in training."""
+    own ``split`` songs (every song when ``split`` is None), less any sung by one of
+    ``corpus``' test singers or set to one of ``corpus``' tunes, so that nothing of
+    ``corpus``' test split is heard in training."""
     if extra.vocabulary != corpus.vocabulary:
         raise CorpusError(f"{extra.root} has another tag vocabulary than {corpus.root}")
     test_singers = {s.singer_id for s in corpus.singers("test")}

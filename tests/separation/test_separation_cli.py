@@ -1,5 +1,8 @@
 """`recsys separate` end to end: good files are written, bad audio gets the loader's error."""
 
+import json
+import shutil
+
 import numpy as np
 import soundfile as sf
 import torch
@@ -89,3 +92,29 @@ def test_train_separator_grows_the_init_weights(tiny_corpus, tmp_path):
     assert result.exit_code == 0, result.output
     grown, _ = BSRNN.load(out / "best.safetensors")
     assert grown.config.modules == BSRNNConfig.named("tiny").modules + 2
+
+
+def test_train_separator_adds_an_extra_corpus_without_test_singers_or_tunes(tiny_corpus,
+                                                                            tmp_path):
+    from recsys.corpus import Corpus
+
+    extra = tmp_path / "extra"
+    shutil.copytree(tiny_corpus, extra)
+    rows = [json.loads(line) for line in (extra / "songs.jsonl").read_text().splitlines()]
+    for r in rows[1:]:
+        r["tune_id"] = "x" + r["tune_id"]  # new tunes, except the first song's
+    (extra / "songs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    main = Corpus(tiny_corpus)
+    test_singers = {s.singer_id for s in main.singers("test")}
+    joining = [r for r in rows[1:] if r["singer_id"] not in test_singers]
+    assert 0 < len(joining) < len(rows) - 1  # the test singer's songs stay out
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, [
+        "train", "separator", "--data", str(tiny_corpus), "--extra", str(extra), "--epochs",
+        "1", "--steps", "1", "--batch", "1", "--val-songs", "1", "--threads", "1",
+        "--config", "tiny", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "best.json").read_text())
+    assert meta["extra_songs"] == len(joining) and meta["extra"] == [str(extra)]
+    assert not test_singers & set(meta["heard_singers"])
+    assert f"{len(main.songs('train')) + len(joining)} songs" in result.output
