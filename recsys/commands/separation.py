@@ -141,7 +141,7 @@ def train_separator(
         corpus = Corpus(data)
         model_config = BSRNNConfig.named(config)
         # a separator has no use for another corpus' split labels: all of its songs may
-        # join, as long as none shares a singer or tune with --data's test splits
+        # join, less those by --data's test singers or on any of --data's tunes
         extra_songs = [s for e in extra for s in extension_songs(corpus, Corpus(e), None)]
     except (CorpusError, ValueError) as e:
         _fail(str(e))
