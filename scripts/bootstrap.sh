@@ -29,5 +29,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   # torch first, pinned, so no dependency can pull a multi-GB CUDA build
   .venv/bin/pip install -q --disable-pip-version-check torch==2.13.0
   .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+  # one process compiles librosa's cached kernels; concurrent first compiles corrupt them
+  .venv/bin/python scripts/warm_numba.py
   touch "$stamp"
 fi
