@@ -13,12 +13,16 @@ SEPARATOR_ORDER = ("bsrnn", "repet_sim")
 
 def resolve_separator(name: str):
     """``"auto"``: BSRNN if its weights load, else REPET-SIM; ``"clean"``: the corpus' clean
-    vocal stems (no separation, an upper bound). Returns ``(label, separator or None)``;
-    ``label`` is the separator's version and names its cache folder."""
+    vocal stems (no separation, an upper bound); a ``.safetensors`` path: those BSRNN
+    weights (a candidate before it ships, e.g. ``runs/separator/best.safetensors``).
+    Returns ``(label, separator or None)``; ``label`` is the separator's version and names
+    its cache folder."""
     from embeddings.registry import load_separator
 
     if name == "clean":
         return "clean", None
+    if name.endswith(".safetensors"):
+        return _separator_from_file(Path(name))
     errors = []
     for candidate in SEPARATOR_ORDER if name == "auto" else (name,):
         try:
@@ -27,6 +31,19 @@ def resolve_separator(name: str):
         except Exception as e:  # missing module or weights: try the next one
             errors.append(f"{candidate}: {e}")
     raise RuntimeError("no separator could be loaded (" + "; ".join(errors) + ")")
+
+
+def _separator_from_file(path: Path):
+    from embeddings.separation.bsrnn import BsrnnSeparator
+
+    if not path.is_file() or not path.with_suffix(".json").is_file():
+        raise RuntimeError(f"no BSRNN weights at {path} (it needs {path.name} and "
+                           f"{path.with_suffix('.json').name})")
+    try:
+        sep = BsrnnSeparator.from_file(path)
+    except Exception as e:  # a damaged or foreign file: say which, keep the type simple
+        raise RuntimeError(f"{path} could not be loaded as BSRNN weights: {e}") from e
+    return sep.version, sep
 
 
 def heard_singers() -> set[str]:

@@ -29,3 +29,14 @@ app.add_typer(train_app, name="train")
 app.add_typer(bench_app, name="bench")
 app.add_typer(search_app, name="search")
 app.add_typer(plot_app, name="plot")
+
+
+def separator_option(name: str):
+    """``resolve_separator`` for a command's ``--separator``: a name or weights file that
+    does not load is a usage error, not a traceback."""
+    from recsys.bench.vocals import resolve_separator
+
+    try:
+        return resolve_separator(name)
+    except RuntimeError as e:
+        raise typer.BadParameter(str(e), param_hint="--separator") from e

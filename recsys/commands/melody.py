@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from recsys.commands import bench_app, train_app
+from recsys.commands import bench_app, separator_option, train_app
 
 
 def _progress():
@@ -77,7 +77,7 @@ already at --out that score better on val are kept (the new ones go to OUT-candi
     from embeddings.melody import TCAE, MelodyModelError, TCAEConfig
     from embeddings.melody_train import HumPair, TrainConfig, TrainSong, train
     from recsys.bench.qbh import WindowRetrieval, corpus_cache
-    from recsys.bench.vocals import resolve_separator, separated_path, separated_vocals
+    from recsys.bench.vocals import separated_path, separated_vocals
     from recsys.corpus import Corpus, CorpusError
     from recsys.corpus.training_hums import generate
 
@@ -87,7 +87,7 @@ already at --out that score better on val are kept (the new ones go to OUT-candi
         model_config = TCAEConfig(channels=channels, layers=layers, frontend=frontend)
     except (CorpusError, MelodyModelError) as e:
         _fail(str(e))
-    label, sep = resolve_separator(separator) if separator != "clean" else ("clean", None)
+    label, sep = separator_option(separator)
     sep_cache = corpus_cache(cache, corpus)
     bar, update = _progress()
 
@@ -202,7 +202,7 @@ def train_pitch(
     from embeddings.pitch_net import PitchModelError, PitchNet, PitchNetConfig
     from embeddings.pitch_train import PitchItem, PitchTrainConfig, PitchValidation, train
     from recsys.bench.qbh import corpus_cache
-    from recsys.bench.vocals import resolve_separator, separated_vocals
+    from recsys.bench.vocals import separated_vocals
     from recsys.corpus import Corpus, CorpusError, extension_songs
     from recsys.corpus.training_hums import generate
 
@@ -214,7 +214,7 @@ def train_pitch(
         start = PitchNet.load(init) if init else None
     except (CorpusError, PitchModelError) as e:
         _fail(str(e))
-    label, sep = resolve_separator(separator)
+    label, sep = separator_option(separator)
     bar, update = _progress()
 
     def song_items(c, songs, split: str, bleed: bool) -> list[PitchItem]:
@@ -278,7 +278,8 @@ def bench_qbh(
     singers: str = typer.Option("all", help="Only the hums of songs by singers the shipped "
                                 "models 'heard' in training, or by 'unseen' ones."),
     separator: str = typer.Option("auto", help="'auto' (bsrnn, else repet_sim), a separator "
-                                  "name, or 'clean' for the clean vocal stems."),
+                                  "name, 'clean' for the clean vocal stems, or a BSRNN "
+                                  ".safetensors file (a candidate before it ships)."),
     model: str = typer.Option("tcae", help="Melody encoder (registry name)."),
     max_queries: int = typer.Option(0, help="At most this many queries (0: all)."),
     rerank_k: int = typer.Option(0, help="Tracks re-ranked by DTW (0: the search service's "

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from recsys.commands import bench_app, plot_app, train_app
+from recsys.commands import bench_app, plot_app, separator_option, train_app
 
 DEFAULT_CACHE = Path("data/cache/timbre")
 
@@ -67,11 +67,11 @@ def _separate_all(songs: dict, source: str, separator: str, cache: Path, console
     ``"clean"``; returns the vocals' label (the separator's, or ``"clean"``)."""
     from rich.progress import Progress
 
-    from recsys.bench.vocals import resolve_separator, separated_vocals
+    from recsys.bench.vocals import separated_vocals
 
     if source == "clean":
         return "clean"
-    label, sep = resolve_separator(separator)
+    label, sep = separator_option(separator)
     with Progress(console=console) as bar:
         todo = [s for split in songs.values() for s in split]
         task = bar.add_task(f"separating ({label})", total=len(todo))
@@ -139,7 +139,8 @@ def train_timbre(
                                      "--tune-offset)."),
     source: str = typer.Option("separated", help="Train on 'separated' vocals (what ingest "
                                "sees) or the 'clean' vocal stems (for comparison)."),
-    separator: str = typer.Option("auto", help="'auto' (BSRNN, else REPET-SIM) or a name."),
+    separator: str = typer.Option("auto", help="'auto' (BSRNN, else REPET-SIM), a name, "
+                                  "or a BSRNN .safetensors file."),
     steps: int = typer.Option(3000, help="Optimiser steps."),
     singers_per_batch: int = typer.Option(16, help="Singers per batch (2 windows each)."),
     windows_per_track: int = typer.Option(8, help="Voiced windows cached per training song."),
@@ -372,7 +373,8 @@ def train_gender(
                                      "and val songs join --data's (as `recsys train timbre`)."),
     weights: Path | None = typer.Option(None, help="Timbre encoder weights (default: "
                                         "shipped)."),
-    separator: str = typer.Option("auto", help="'auto' (BSRNN, else REPET-SIM) or a name."),
+    separator: str = typer.Option("auto", help="'auto' (BSRNN, else REPET-SIM), a name, "
+                                  "or a BSRNN .safetensors file."),
     pitch: bool = typer.Option(True, help="Offer the track's median sung pitch as a second "
                                "input (kept only if cross-validation prefers it)."),
     windows_per_track: int = typer.Option(12, help="Voiced windows per song (12 = all of a "
@@ -424,7 +426,8 @@ def bench_singer(
     corpus: Path = typer.Option(..., help="A corpus built by `recsys corpus build`."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the result here."),
     weights: Path | None = typer.Option(None, help="Encoder weights (default: shipped)."),
-    separator: str = typer.Option("auto", help="'auto' (BSRNN, else REPET-SIM) or a name."),
+    separator: str = typer.Option("auto", help="'auto' (BSRNN, else REPET-SIM), a name, "
+                                  "or a BSRNN .safetensors file."),
     cache: Path = typer.Option(DEFAULT_CACHE, help="Where separated vocals are cached."),
     gender_train_max: int = typer.Option(100, help="Train songs the baselines' gender "
                                          "classifiers are fitted on."),
@@ -472,14 +475,14 @@ def plot_singers(
 
     from embeddings.timbre import MfccBaseline, TimbreNet, artist_vector, load_pretrained
     from recsys.bench.singer import embed_songs
-    from recsys.bench.vocals import resolve_separator, separated_path
+    from recsys.bench.vocals import separated_path
     from recsys.corpus import Corpus
 
     if model not in ("contrastive", "mfcc"):
         raise typer.BadParameter("--model is 'contrastive' or 'mfcc'")
     c = Corpus(corpus)
     encoder = TimbreNet.load(weights) if weights else load_pretrained()
-    label, sep = resolve_separator(separator)
+    label, sep = separator_option(separator)
     per_singer = defaultdict(list)
     # Songs with cached separated vocals first: separation is the slow part.
     for song in sorted(_sung(c.songs()),

@@ -118,3 +118,38 @@ def test_train_separator_adds_an_extra_corpus_without_test_singers_or_tunes(tiny
     assert meta["extra_songs"] == len(joining) and meta["extra"] == [str(extra)]
     assert not test_singers & set(meta["heard_singers"])
     assert f"{len(main.songs('train')) + len(joining)} songs" in result.output
+
+
+def test_benches_take_candidate_weights_by_path(tmp_path):
+    from recsys.bench.vocals import resolve_separator
+
+    torch.manual_seed(0)
+    path = tmp_path / "run" / "best.safetensors"
+    BSRNN(BSRNNConfig.named("tiny")).save(path, version="bsrnn-candidate", val_sdr=1.0)
+    label, sep = resolve_separator(str(path))
+    assert label.startswith("bsrnn-candidate-")  # the weights' digest keeps caches apart
+    mixture = (0.1 * np.random.default_rng(0).standard_normal(SR)).astype(np.float32)
+    vocals, accompaniment = sep.separate(mixture)
+    assert vocals.shape == accompaniment.shape == mixture.shape
+
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not weights")
+    broken.with_suffix(".json").write_text(path.with_suffix(".json").read_text())
+    for bad, message in ((tmp_path / "missing.safetensors", "no BSRNN weights"),
+                         (broken, "could not be loaded")):
+        result = CliRunner().invoke(app, ["bench", "qbh", "--corpus", str(tmp_path / "c"),
+                                          "--separator", str(bad)])
+        assert result.exit_code == 2, result.output  # the CLI's usage-error code
+        assert message in result.output and "Traceback" not in result.output
+
+
+def test_a_separator_that_does_not_load_is_a_usage_error(tmp_path):
+    import pytest
+    import typer
+
+    from recsys.commands import separator_option
+
+    for name in ("no-such-separator", str(tmp_path / "missing.safetensors")):
+        with pytest.raises(typer.BadParameter, match="separator could be loaded|no BSRNN weights"):
+            separator_option(name)
+    assert separator_option("clean") == ("clean", None)
