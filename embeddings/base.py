@@ -86,12 +86,20 @@ def l2_normalize(x: np.ndarray, eps: float = 1e-9) -> np.ndarray:
 
 
 def resolve_device(device: str = "auto") -> str:
-    """``"auto"`` -> ``"cuda"`` when torch sees a GPU, else ``"cpu"``; other values pass through."""
-    if device != "auto":
-        return device
+    """``"auto"`` -> ``"cuda"`` when torch sees a GPU, else ``"cpu"``; ``"cpu"`` and
+    ``"cuda"`` (or ``"cuda:N"``) pass through. Raises ``ValueError`` for any other name and
+    for CUDA on a machine without a GPU, before any model moves."""
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        return device
+    if device == "cuda" or device.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r}: torch sees no CUDA GPU on this machine")
+        return device
+    raise ValueError(f"unknown device {device!r}; choose 'auto', 'cpu' or 'cuda'")
 
 
 def save_weights(path, state: dict, doc: dict) -> None:

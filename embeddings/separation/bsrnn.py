@@ -203,9 +203,12 @@ class BsrnnSeparator:
 
     @torch.inference_mode()
     def separate_chunk(self, piece: np.ndarray) -> np.ndarray:
-        """``(samples,)`` -> ``(2, samples)``: vocals and accompaniment (mixture - vocals)."""
-        x = torch.from_numpy(np.ascontiguousarray(piece, dtype=np.float32))[None].to(self.device)
-        vocals = self.model(x)[0].float().cpu().numpy()
+        """``(samples,)`` -> ``(2, samples)``: vocals and accompaniment (mixture - vocals).
+        A piece shorter than one STFT window is zero-padded to it and cut back."""
+        n = len(piece)
+        padded = np.pad(piece, (0, max(0, self.model.config.n_fft - n)))
+        x = torch.from_numpy(np.ascontiguousarray(padded, dtype=np.float32))[None].to(self.device)
+        vocals = self.model(x)[0].float().cpu().numpy()[:n]
         return np.stack([vocals, piece - vocals])
 
     @torch.inference_mode()

@@ -19,7 +19,8 @@ BatchFn = Callable[[np.ndarray], np.ndarray]
 def chunk_starts(length: int, chunk: int, overlap: int) -> list[int]:
     """Start samples of the chunks covering ``length`` samples; the last one may be short.
 
-    Every chunk but the last is ``chunk`` long; the last is longer than ``overlap``.
+    Every chunk but the last is ``chunk`` long; the last ends the input and, unless the
+    input is shorter than ``overlap``, is longer than ``overlap``.
     """
     if not 0 <= overlap < chunk:
         raise ValueError(f"overlap ({overlap}) must be in [0, chunk={chunk})")

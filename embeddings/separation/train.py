@@ -112,7 +112,8 @@ def sample_batch(pools: Pools, cfg: TrainConfig,
                  if cfg.shift_prob and rng.random() < cfg.shift_prob else 1.0)
         m = int(np.ceil(n * speed))  # vocal samples that play as the segment
         if rng.random() < cfg.remix_prob:
-            j = int(rng.integers(len(pools.accompaniment)))
+            others = len(pools.accompaniment) - 1  # another song's stem, when there is one
+            j = (i + 1 + int(rng.integers(others))) % len(pools.accompaniment) if others else i
             v, _ = _crop(pools.vocals[i], m, rng)
             a, _ = _crop(pools.accompaniment[j], n, rng)
         else:
@@ -246,7 +247,9 @@ def train(model: BSRNN, pools: Pools, val_items: Sequence[tuple[np.ndarray, np.n
         opt.load_state_dict(ckpt["optimizer"])
         rng.bit_generator.state = ckpt["rng"]
         history = ckpt["history"]
-        best = max((h["val_sdr"] for h in history), default=-math.inf)
+        # the starting weights' score (epoch 0) is not in the history; older checkpoints
+        # lack "best", so they fall back to the history's
+        best = ckpt.get("best", max((h["val_sdr"] for h in history), default=-math.inf))
         start_epoch = len(history)
     elif val_items:
         # the starting point counts as a candidate, so fine-tuning never ships a worse model
@@ -281,7 +284,7 @@ def train(model: BSRNN, pools: Pools, val_items: Sequence[tuple[np.ndarray, np.n
                        train_config=asdict(cfg))
         _atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                             "rng": rng.bit_generator.state, "history": history,
-                            "config": asdict(model.config)}, ckpt_path)
+                            "best": best, "config": asdict(model.config)}, ckpt_path)
         if on_epoch:
             on_epoch(record)
     return history

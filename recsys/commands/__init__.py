@@ -40,3 +40,14 @@ def separator_option(name: str):
         return resolve_separator(name)
     except RuntimeError as e:
         raise typer.BadParameter(str(e), param_hint="--separator") from e
+
+
+def device_option(name: str) -> str:
+    """``resolve_device`` for a command's ``--device``: an unknown device, or CUDA on a
+    machine without a GPU, is a usage error."""
+    from embeddings.base import resolve_device
+
+    try:
+        return resolve_device(name)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--device") from e

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from recsys.commands import app, bench_app, train_app
+from recsys.commands import app, bench_app, device_option, train_app
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aiff",
                   ".aif", ".wma", ".webm"}
@@ -57,7 +57,7 @@ def _unlabeled_mixtures(folder: Path, data_corpus, warn):
 
     From a corpus only the mixtures are used (never its stems), and never songs sharing a
     singer or a tune with the test splits of the training corpus (nor, when it is the
-    training corpus itself, its test splits).
+    training corpus itself, anything but its train split: val picks the weights).
     """
     from embeddings.audio import AudioError, load
     from recsys.corpus import Corpus
@@ -67,10 +67,10 @@ def _unlabeled_mixtures(folder: Path, data_corpus, warn):
         singers = {s.singer_id for s in data_corpus.songs("test") if s.singer_id}
         tunes = {s.tune_id for split in ("test", "test_seen") for s in data_corpus.songs(split)}
         unlabeled = Corpus(folder)
-        # the training corpus itself lends only its train/val mixtures; another corpus lends
+        # the training corpus itself lends only its train mixtures; another corpus lends
         # every song that shares no singer or tune with the training corpus' held-out splits
         same = unlabeled.root == data_corpus.root
-        sources = [s for s in unlabeled.songs() if (not same or s.split in ("train", "val"))
+        sources = [s for s in unlabeled.songs() if (not same or s.split == "train")
                    and s.singer_id not in singers and s.tune_id not in tunes]
     else:
         sources = _audio_files(folder)
@@ -82,6 +82,17 @@ def _unlabeled_mixtures(folder: Path, data_corpus, warn):
             warn(f"skipped {path}: {e}")
 
 
+def _config_name(config) -> str:
+    """``"cpu"`` or ``"paper"`` when ``config`` is that named size, else its shape (a grown
+    or custom model), for the version a training run writes."""
+    from embeddings.separation.bsrnn import BSRNNConfig
+
+    for name in ("cpu", "paper"):
+        if config == BSRNNConfig.named(name):
+            return name
+    return f"n{config.features}-l{config.modules}"
+
+
 @train_app.command("separator")
 def train_separator(
     data: Path = typer.Option(..., help="A corpus built by `recsys corpus build` (its train "
@@ -90,12 +101,13 @@ def train_separator(
                                      "songs, every split, join the training songs, less "
                                      "those sung by --data's test singers or set to its tunes "
                                      "(build it with --tune-offset)."),
-    config: str = typer.Option("cpu", help="Model size: 'cpu' or 'paper'."),
+    config: str | None = typer.Option(None, help="Size of a new model: 'cpu' (default) or "
+                                      "'paper'. --init and --resume weights keep theirs."),
     device: str = typer.Option("auto", help="'auto', 'cpu' or 'cuda'."),
-    epochs: int = typer.Option(20, help="Epochs (each `--steps` batches)."),
-    steps: int = typer.Option(60, help="Batches per epoch."),
-    batch: int = typer.Option(4, help="Random-remix segments per batch."),
-    segment: float = typer.Option(3.0, help="Segment length in seconds."),
+    epochs: int = typer.Option(20, min=1, help="Epochs (each `--steps` batches)."),
+    steps: int = typer.Option(60, min=1, help="Batches per epoch."),
+    batch: int = typer.Option(4, min=1, help="Random-remix segments per batch."),
+    segment: float = typer.Option(3.0, min=0.5, help="Segment length in seconds."),
     lr: float = typer.Option(1e-3, help="Adam learning rate."),
     lr_final: float | None = typer.Option(None, help="Cosine-decay the learning rate to this "
                                           "by the last epoch (default: constant)."),
@@ -109,14 +121,16 @@ def train_separator(
     add_modules: int = typer.Option(0, help="Append this many modules to the --init "
                                     "weights, starting as the identity (depth growth)."),
     threshold_db: float = typer.Option(30.0, help="Energy-filter margin for pseudo-labels."),
-    val_songs: int = typer.Option(12, help="Validation excerpts (10 s each) from `val`."),
-    max_songs: int = typer.Option(0, help="Use at most this many training songs (0: all)."),
+    val_songs: int = typer.Option(12, min=0, help="Validation excerpts (10 s each) from "
+                                  "`val`."),
+    max_songs: int = typer.Option(0, min=0, help="Use at most this many training songs "
+                                  "(0: all)."),
     ship: str | None = typer.Option(None, help="Copy the best weights to "
                                     "embeddings/weights/NAME.safetensors (+ .json)."),
     shift_prob: float = typer.Option(0.0, help="Share of examples whose vocals are played "
                                      "faster or slower (a voice in another register)."),
     shift_semitones: float = typer.Option(4.0, help="Largest such move, either way."),
-    threads: int = typer.Option(2, help="CPU threads for torch."),
+    threads: int = typer.Option(2, min=1, help="CPU threads for torch."),
     seed: int = typer.Option(0),
 ):
     """Train the BSRNN vocal separator on the corpus' train split with random-remix
@@ -129,24 +143,38 @@ def train_separator(
     import torch
 
     from embeddings.audio import SAMPLE_RATE, AudioError, load
-    from embeddings.base import resolve_device
     from embeddings.registry import WEIGHTS_DIR
     from embeddings.separation.bsrnn import BSRNN, BSRNNConfig, BsrnnSeparator
     from embeddings.separation.train import Pools, TrainConfig, mine_pseudo_labels, train
     from recsys.corpus import Corpus, CorpusError, extension_songs
 
     torch.set_num_threads(threads)
-    dev = resolve_device(device)
+    dev = device_option(device)
+    if config is not None and (init is not None or resume):
+        _fail("--config sets the size of a new model; --init and --resume weights keep theirs")
+    if resume and add_modules:
+        _fail("--add-modules grows --init weights; a resumed run keeps its checkpoint's size")
+    if ship is not None and (not ship or "/" in ship or "\\" in ship or ship.startswith(".")):
+        _fail(f"--ship takes a plain name such as bsrnn-cpu, not {ship!r}")
+    ckpt_path = out / "last.pt"
+    if resume and not ckpt_path.exists():
+        _fail(f"--resume: there is no {ckpt_path} to continue from")
+    if unlabeled is not None:
+        if not unlabeled.is_dir():
+            _fail(f"--unlabeled {unlabeled} is not a folder")
+        if (unlabeled / "corpus.json").exists():
+            try:
+                Corpus(unlabeled)
+            except CorpusError as e:
+                _fail(f"--unlabeled: {e}")
     try:
         corpus = Corpus(data)
-        model_config = BSRNNConfig.named(config)
+        model_config = BSRNNConfig.named(config or "cpu")
         # a separator has no use for another corpus' split labels: all of its songs may
         # join, less those by --data's test singers or on any of --data's tunes
         extra_songs = [s for e in extra for s in extension_songs(corpus, Corpus(e), None)]
     except (CorpusError, ValueError) as e:
         _fail(str(e))
-    if unlabeled is not None and not unlabeled.is_dir():
-        _fail(f"--unlabeled {unlabeled} is not a folder")
     songs = corpus.songs("train")
     if max_songs:
         songs = songs[:max_songs]
@@ -172,10 +200,17 @@ def train_separator(
     init_path = init
     if init_path is None and unlabeled is not None and not resume:
         init_path = WEIGHTS_DIR / "bsrnn-cpu.safetensors"
-    if init_path is not None:
+    if resume:  # the checkpoint's own size and weights: pseudo-labels need the trained model
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        model = BSRNN(BSRNNConfig(**ckpt["config"]))
+        model.load_state_dict(ckpt["model"])
+    elif init_path is not None:
         if not init_path.exists():
             _fail(f"--init {init_path} does not exist")
-        model, _ = BSRNN.load(init_path)
+        try:
+            model, _ = BSRNN.load(init_path)
+        except Exception as e:  # a missing JSON, a damaged or foreign file
+            _fail(f"--init {init_path} could not be loaded as BSRNN weights: {e}")
     else:
         model = BSRNN(model_config)
     if add_modules:
@@ -187,15 +222,16 @@ def train_separator(
     # on them (init weights pass theirs on)
     heard_singers = {x.singer_id for x in songs if x.singer_id}
     heard_tunes = {x.tune_id for x in songs}
-    if init_path is not None:
+    if init_path is not None and init_path.with_suffix(".json").exists():
         init_doc = json.loads(init_path.with_suffix(".json").read_text())
         heard_singers |= set(init_doc.get("heard_singers", []))
         heard_tunes |= set(init_doc.get("heard_tunes", []))
-    meta = {"version": f"bsrnn-{config}-1", "trained_on": str(data), "split": "train",
+    size = _config_name(model.config)
+    meta = {"version": f"bsrnn-{size}-1", "trained_on": str(data), "split": "train",
             "extra": [str(e) for e in extra], "extra_songs": len(extra_songs)}
     mining = {}
     if unlabeled is not None:
-        meta["version"] = f"bsrnn-{config}-semi-1"
+        meta["version"] = f"bsrnn-{size}-semi-1"
         separator = BsrnnSeparator(model, device=dev)
         items = list(_unlabeled_mixtures(unlabeled, corpus,
                                          lambda m: typer.secho(m, fg="yellow", err=True)))
@@ -239,6 +275,8 @@ def train_separator(
         history = train(model, pools, val_items, cfg, out, device=dev, resume=resume,
                         meta=meta, on_step=on_step, on_epoch=on_epoch)
     best = out / "best.safetensors"
+    if not best.exists():
+        _fail(f"no weights were written to {best}")
     seconds = sum(h["seconds"] for h in history)
     typer.echo(f"trained {len(history)} epochs ({seconds / 60:.1f} min); best weights: {best}")
     if ship:
@@ -257,11 +295,12 @@ def separate(
                              "<name>.accompaniment.wav."),
     model: str = typer.Option("bsrnn", help="'bsrnn', 'repet_sim' or 'mixture'."),
     device: str = typer.Option("auto", help="'auto', 'cpu' or 'cuda'."),
-    max_minutes: float = typer.Option(240.0, help="Longest input accepted."),
-    threads: int = typer.Option(2, help="CPU threads for torch."),
+    max_minutes: float = typer.Option(240.0, min=0.01, help="Longest input accepted."),
+    threads: int = typer.Option(2, min=1, help="CPU threads for torch."),
 ):
     """Separate vocals from accompaniment; the model loads once for all FILES. Long files
-    run in cross-faded chunks and are written as they go, so memory stays flat."""
+    run in cross-faded chunks and are written as they go, so the separation's memory stays
+    flat (the decoded input is held whole: about 230 MB for an hour)."""
     import torch
 
     from embeddings.audio import SAMPLE_RATE, AudioError, load
@@ -269,6 +308,16 @@ def separate(
     from embeddings.separation.bsrnn import BsrnnSeparator, load_pretrained
 
     torch.set_num_threads(threads)
+    device_option(device)
+    if out.exists() and not out.is_dir():
+        _fail(f"--out {out} is a file, not a folder")
+    stems: dict[str, Path] = {}
+    for path in files:
+        stem = _stem(path)
+        if stem in stems and stems[stem] != path:
+            _fail(f"{stems[stem]} and {path} would both write {stem}.vocals.wav; "
+                  "separate them into different --out folders")
+        stems[stem] = path
     try:
         sep = load_pretrained(device=device) if model == "bsrnn" else load_separator(model)
     except (UnknownModelError, FileNotFoundError) as e:
@@ -285,18 +334,26 @@ def separate(
                 failed += 1
                 bar.advance(task)
                 continue
-            stem = path.name.rsplit(".", 1)[0] if "." in path.name else path.name
             if isinstance(sep, BsrnnSeparator):
                 segments = sep.iter_separate(audio)
             else:
                 v, a = sep.separate(audio)
                 segments = iter([[v, a]])
-            _write_pair(out, stem, segments, SAMPLE_RATE)
+            try:
+                _write_pair(out, _stem(path), segments, SAMPLE_RATE)
+            except OSError as e:  # disk full, no permission: this file fails, not the rest
+                bar.console.print(f"[red]error:[/red] {path}: could not write: {e}",
+                                  highlight=False)
+                failed += 1
             bar.advance(task)
     typer.echo(f"wrote {2 * (len(files) - failed)} files to {out}")
     if failed:
         typer.secho(f"{failed} of {len(files)} files failed", fg="red", err=True)
         raise typer.Exit(1)
+
+
+def _stem(path: Path) -> str:
+    return path.name.rsplit(".", 1)[0] if "." in path.name else path.name
 
 
 def _write_pair(out: Path, stem: str, segments, sample_rate: int) -> None:

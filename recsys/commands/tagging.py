@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from recsys.commands import bench_app, train_app
+from recsys.commands import bench_app, device_option, train_app
 
 
 def _fail(message: str) -> None:
@@ -162,7 +162,6 @@ def train_tagger(
 
     import torch
 
-    from embeddings.base import resolve_device
     from embeddings.tagging import (
         JE_WEIGHTS,
         LOGREG_WEIGHTS,
@@ -181,6 +180,7 @@ def train_tagger(
 
     if no_joint and baseline:
         _fail("--no-joint and --baseline train different models; pick one")
+    dev = device_option(device)
     torch.set_num_threads(max(1, threads))
     vocabulary, dataset = _training_data(data, mtat, extra)
     out = out or JE_WEIGHTS.parent
@@ -206,7 +206,7 @@ def train_tagger(
                       no_je_epochs=epochs, batch_size=batch_size, lr=lr,
                       windows_per_track=windows_per_track, seed=seed, max_minutes=max_minutes)
     torch.manual_seed(seed)
-    model = JetaTagger(config).to(resolve_device(device))
+    model = JetaTagger(config).to(dev)
 
     def on_epoch(stage, epoch, total, metrics):
         parts = " ".join(f"{k}={v:.4f}" for k, v in metrics.items()

@@ -153,3 +153,48 @@ def test_a_separator_that_does_not_load_is_a_usage_error(tmp_path):
         with pytest.raises(typer.BadParameter, match="separator could be loaded|no BSRNN weights"):
             separator_option(name)
     assert separator_option("clean") == ("clean", None)
+
+
+def test_separate_refuses_clashing_names_a_file_as_out_and_an_unknown_device(tmp_path):
+    song = tmp_path / "a" / "song.wav"
+    other = tmp_path / "b" / "song.flac"
+    for path in (song, other):
+        path.parent.mkdir()
+        sf.write(path, np.zeros(SR, np.float32), SR)
+    out = tmp_path / "out"
+    runs = [
+        (["separate", str(song), str(other), "--out", str(out), "--model", "mixture"],
+         "would both write song.vocals.wav"),
+        (["separate", str(song), "--out", str(song), "--model", "mixture"], "is a file"),
+        (["separate", str(song), "--out", str(out), "--device", "gpu"], "unknown device"),
+    ]
+    for args, message in runs:
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code != 0 and message in result.output, result.output
+        assert "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_train_separator_refuses_options_that_cannot_apply(tmp_path):
+    weights = tmp_path / "w.safetensors"
+    BSRNN(BSRNNConfig.named("tiny")).save(weights, version="t")
+    base = ["train", "separator", "--data", str(tmp_path / "corpus"), "--out", str(tmp_path)]
+    runs = [
+        (["--init", str(weights), "--config", "paper"], "keep theirs"),
+        (["--resume"], "no " + str(tmp_path / "last.pt")),
+        (["--ship", "../escape"], "plain name"),
+        (["--batch", "0"], "--batch"),
+    ]
+    for args, message in runs:
+        result = CliRunner().invoke(app, [*base, *args])
+        assert result.exit_code == 2 and message in result.output, result.output
+        assert "Traceback" not in result.output
+
+
+def test_the_separator_takes_inputs_shorter_than_one_stft_window():
+    sep = bsrnn.BsrnnSeparator(BSRNN(BSRNNConfig.named("tiny")), device="cpu")
+    for n in (0, 100, 1023):
+        mixture = np.full(n, 0.1, np.float32)
+        vocals, accompaniment = sep.separate(mixture)
+        assert vocals.shape == accompaniment.shape == (n,)
+        assert np.allclose(vocals + accompaniment, mixture)

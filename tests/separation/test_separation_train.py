@@ -1,5 +1,7 @@
 """Training steps, random remix, the energy filter, pseudo-label mining and checkpoints."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -150,3 +152,31 @@ def test_cosine_schedule_runs_from_lr_to_lr_final():
     assert rates[5] == pytest.approx(5.5e-4)
     assert all(a >= b for a, b in zip(rates, rates[1:], strict=False))
     assert epoch_lr(TrainConfig(epochs=11, lr=1e-3), 7) == 1e-3
+
+
+def test_remix_takes_the_accompaniment_of_another_song():
+    n = 2 * SR
+    vocals = [np.full(n, 0.1 * (k + 1), np.float32) for k in range(3)]
+    accompaniment = [np.full(n, float(k + 1), np.float32) for k in range(3)]
+    cfg = TrainConfig(batch_size=64, segment_seconds=0.5, remix_prob=1.0, gain_low=1.0,
+                      gain_high=1.0)
+    mix, voc = sample_batch(Pools(vocals, accompaniment), cfg, np.random.default_rng(4))
+    song_of_vocals = np.rint(voc[:, 0] * 10).astype(int)
+    song_of_accompaniment = np.rint((mix - voc)[:, 0]).astype(int)
+    assert np.all(song_of_vocals != song_of_accompaniment)
+    assert len(set(song_of_accompaniment)) == 3
+
+
+def test_resuming_keeps_the_starting_weights_as_the_best_to_beat(tiny_pools, tmp_path):
+    # a learning rate this high makes every epoch worse than the start, which stays the best
+    torch.manual_seed(0)
+    val = [(tiny_pools.vocals[0][:SR] + tiny_pools.accompaniment[0][:SR],
+            tiny_pools.vocals[0][:SR])]
+    cfg = TrainConfig(epochs=1, steps_per_epoch=2, batch_size=2, segment_seconds=0.5, lr=0.5)
+    train(BSRNN(BSRNNConfig.named("tiny")), tiny_pools, val, cfg, tmp_path)
+    best = json.loads((tmp_path / "best.json").read_text())
+    cfg.epochs = 3
+    history = train(BSRNN(BSRNNConfig.named("tiny")), tiny_pools, val, cfg, tmp_path,
+                    resume=True)
+    assert best["epoch"] == 0 and all(h["val_sdr"] < best["val_sdr"] for h in history)
+    assert json.loads((tmp_path / "best.json").read_text()) == best  # not a worse epoch
