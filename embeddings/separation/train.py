@@ -11,7 +11,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -173,11 +173,12 @@ def energy_filter(target: np.ndarray, residual: np.ndarray, window: int,
 
 
 def mine_pseudo_labels(separate: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
-                       mixtures: Sequence[np.ndarray], window: int,
+                       mixtures: Iterable[np.ndarray], window: int,
                        threshold_db: float = ENERGY_THRESHOLD_DB,
                        on_item: Callable[[], None] | None = None,
                        ) -> tuple[list[np.ndarray], list[np.ndarray], dict]:
     """Separate unlabelled mixtures and keep the windows the energy filter passes.
+    ``mixtures`` may be a generator: each is separated and dropped before the next.
 
     Returns ``(clean_vocals, clean_accompaniment, stats)``: lists of ``(window,)`` arrays and
     counts of windows seen and kept.

@@ -51,15 +51,14 @@ def _val_excerpts(songs, seconds: float, limit: int):
     return items
 
 
-def _unlabeled_mixtures(folder: Path, data_corpus, warn):
-    """``(song or path, audio)`` to mine pseudo-labels from: a folder of any songs, or a
-    corpus' mixtures.
+def _unlabeled_sources(folder: Path, data_corpus) -> list:
+    """Songs (corpus entries) or audio paths to mine pseudo-labels from: a folder of any
+    songs, or a corpus' mixtures.
 
     From a corpus only the mixtures are used (never its stems), and never songs sharing a
     singer or a tune with the test splits of the training corpus (nor, when it is the
     training corpus itself, anything but its train split: val picks the weights).
     """
-    from embeddings.audio import AudioError, load
     from recsys.corpus import Corpus
 
     if (folder / "corpus.json").exists():
@@ -70,16 +69,9 @@ def _unlabeled_mixtures(folder: Path, data_corpus, warn):
         # the training corpus itself lends only its train mixtures; another corpus lends
         # every song that shares no singer or tune with the training corpus' held-out splits
         same = unlabeled.root == data_corpus.root
-        sources = [s for s in unlabeled.songs() if (not same or s.split == "train")
-                   and s.singer_id not in singers and s.tune_id not in tunes]
-    else:
-        sources = _audio_files(folder)
-    for source in sources:
-        path = getattr(source, "mixture", source)
-        try:
-            yield source, load(path)
-        except AudioError as e:
-            warn(f"skipped {path}: {e}")
+        return [s for s in unlabeled.songs() if (not same or s.split == "train")
+                and s.singer_id not in singers and s.tune_id not in tunes]
+    return _audio_files(folder)
 
 
 def _config_name(config) -> str:
@@ -233,17 +225,30 @@ def train_separator(
     if unlabeled is not None:
         meta["version"] = f"bsrnn-{size}-semi-1"
         separator = BsrnnSeparator(model, device=dev)
-        items = list(_unlabeled_mixtures(unlabeled, corpus,
-                                         lambda m: typer.secho(m, fg="yellow", err=True)))
-        heard_singers |= {x.singer_id for x, _ in items if getattr(x, "singer_id", None)}
-        heard_tunes |= {x.tune_id for x, _ in items if getattr(x, "tune_id", None)}
+        sources = _unlabeled_sources(unlabeled, corpus)
+        items = []  # the sources that decoded; each song is loaded, mined and let go in turn
+
+        def mixtures(bar, task):
+            for source in sources:
+                path = getattr(source, "mixture", source)
+                try:
+                    audio = load(path)
+                except AudioError as e:
+                    bar.console.print(f"[yellow]skipped {path}: {e}[/yellow]", highlight=False)
+                    bar.advance(task)
+                    continue
+                items.append(source)
+                yield audio
+
+        with _progress() as bar:
+            task = bar.add_task("pseudo-labels", total=len(sources), info="")
+            pv, pa, mining = mine_pseudo_labels(
+                separator.separate, mixtures(bar, task), int(segment * SAMPLE_RATE),
+                threshold_db, on_item=lambda: bar.advance(task))
         if not items:
             _fail(f"no readable audio in {unlabeled}")
-        with _progress() as bar:
-            task = bar.add_task("pseudo-labels", total=len(items), info="")
-            pv, pa, mining = mine_pseudo_labels(
-                separator.separate, [a for _, a in items], int(segment * SAMPLE_RATE),
-                threshold_db, on_item=lambda: bar.advance(task))
+        heard_singers |= {x.singer_id for x in items if getattr(x, "singer_id", None)}
+        heard_tunes |= {x.tune_id for x in items if getattr(x, "tune_id", None)}
         pools.pseudo_vocals, pools.pseudo_accompaniment = pv, pa
         model.train()
         mining["unlabeled"] = str(unlabeled)
