@@ -51,21 +51,18 @@ def _val_excerpts(songs, seconds: float, limit: int):
     return items
 
 
-def _unlabeled_sources(folder: Path, data_corpus) -> list:
+def _unlabeled_sources(folder: Path, unlabeled, data_corpus) -> list:
     """Songs (corpus entries) or audio paths to mine pseudo-labels from: a folder of any
-    songs, or a corpus' mixtures.
+    songs, or the mixtures of ``unlabeled``, the folder's corpus when it is one.
 
     From a corpus only the mixtures are used (never its stems), and never songs sharing a
     singer or a tune with the test splits of the training corpus (nor, when it is the
     training corpus itself, anything but its train split: val picks the weights).
     """
-    from recsys.corpus import Corpus
-
-    if (folder / "corpus.json").exists():
+    if unlabeled is not None:
         # `test` holds the unseen singers; `test` and `test_seen` hold the unseen tunes
         singers = {s.singer_id for s in data_corpus.songs("test") if s.singer_id}
         tunes = {s.tune_id for split in ("test", "test_seen") for s in data_corpus.songs(split)}
-        unlabeled = Corpus(folder)
         # the training corpus itself lends only its train mixtures; another corpus lends
         # every song that shares no singer or tune with the training corpus' held-out splits
         same = unlabeled.root == data_corpus.root
@@ -151,12 +148,13 @@ def train_separator(
     ckpt_path = out / "last.pt"
     if resume and not ckpt_path.exists():
         _fail(f"--resume: there is no {ckpt_path} to continue from")
+    unlabeled_corpus = None  # --unlabeled when it is a corpus, read once and checked early
     if unlabeled is not None:
         if not unlabeled.is_dir():
             _fail(f"--unlabeled {unlabeled} is not a folder")
         if (unlabeled / "corpus.json").exists():
             try:
-                Corpus(unlabeled)
+                unlabeled_corpus = Corpus(unlabeled)
             except CorpusError as e:
                 _fail(f"--unlabeled: {e}")
     try:
@@ -225,7 +223,7 @@ def train_separator(
     if unlabeled is not None:
         meta["version"] = f"bsrnn-{size}-semi-1"
         separator = BsrnnSeparator(model, device=dev)
-        sources = _unlabeled_sources(unlabeled, corpus)
+        sources = _unlabeled_sources(unlabeled, unlabeled_corpus, corpus)
         items = []  # the sources that decoded; each song is loaded, mined and let go in turn
 
         def mixtures(bar, task):
@@ -313,7 +311,7 @@ def separate(
     from embeddings.separation.bsrnn import BsrnnSeparator, load_pretrained
 
     torch.set_num_threads(threads)
-    device_option(device)
+    dev = device_option(device)
     if out.exists() and not out.is_dir():
         _fail(f"--out {out} is a file, not a folder")
     stems: dict[str, Path] = {}
@@ -324,7 +322,7 @@ def separate(
                   "separate them into different --out folders")
         stems[stem] = path
     try:
-        sep = load_pretrained(device=device) if model == "bsrnn" else load_separator(model)
+        sep = load_pretrained(device=dev) if model == "bsrnn" else load_separator(model)
     except (UnknownModelError, FileNotFoundError) as e:
         _fail(str(e.args[0]) if e.args else str(e))
     failed = 0
