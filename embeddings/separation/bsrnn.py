@@ -187,9 +187,11 @@ class BsrnnSeparator:
         self.model = model.to(self.device).eval()
         self.version = version
         sr, hop = model.config.sample_rate, model.config.hop
-        # chunk starts on the STFT frame grid, so every chunk sees the frames the whole file has
-        self.chunk = max(2, round(chunk_seconds * sr / hop)) * hop
-        self.overlap = min(round(overlap_seconds * sr / hop) * hop, self.chunk - hop)
+        # chunk starts on the STFT frame grid, so every chunk sees the frames the whole file has;
+        # the cross-fade covers at least the half window a chunk's edge frames are padded by
+        edge = -(-model.config.n_fft // 2 // hop) * hop
+        self.overlap = max(round(overlap_seconds * sr / hop) * hop, edge)
+        self.chunk = max(round(chunk_seconds * sr / hop) * hop, self.overlap + hop)
         self.batch = batch  # chunks per forward pass: the BLSTMs run far faster batched
 
     @classmethod

@@ -109,6 +109,14 @@ def test_chunked_bsrnn_matches_whole_file_within_tolerance():
     assert err < 0.05  # the BLSTMs see less context per chunk; the result must stay close
 
 
+def test_chunk_overlap_covers_the_stft_edge():
+    model = BSRNN(BSRNNConfig.named("tiny"))
+    c = model.config
+    sep = BsrnnSeparator(model, device="cpu", chunk_seconds=0.01, overlap_seconds=0.0)
+    assert sep.overlap >= c.n_fft // 2 and sep.overlap % c.hop == 0
+    assert sep.chunk > sep.overlap and sep.chunk % c.hop == 0
+
+
 def test_baselines_implement_the_protocol():
     rng = np.random.default_rng(2)
     x = (0.1 * rng.standard_normal(8 * SR)).astype(np.float32)
