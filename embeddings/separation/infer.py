@@ -8,7 +8,10 @@ raised-cosine ramps (they sum to one, so no renormalisation is needed).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 
 import numpy as np
 
@@ -92,3 +95,35 @@ def overlap_add(fn: ChunkFn, mixture: np.ndarray, chunk: int, overlap: int,
         out[:, pos : pos + segment.shape[1]] = segment
         pos += segment.shape[1]
     return out
+
+
+def write_stems(out: Path, stem: str, segments: Iterable[np.ndarray],
+                sample_rate: int) -> None:
+    """Stream ``(2, n)`` segments into ``stem.vocals.wav`` and ``stem.accompaniment.wav``
+    (16-bit PCM) through temporary files renamed at the end: never a half-written file,
+    and memory holds one segment at a time."""
+    import soundfile as sf
+
+    out.mkdir(parents=True, exist_ok=True)
+    finals = [out / f"{stem}.vocals.wav", out / f"{stem}.accompaniment.wav"]
+    tmps = []
+    for f in finals:
+        fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{f.stem}.", suffix=".wav")
+        os.close(fd)
+        os.chmod(tmp, 0o644)
+        tmps.append(tmp)
+    try:
+        writers = [sf.SoundFile(t, "w", sample_rate, 1, subtype="PCM_16") for t in tmps]
+        try:
+            for seg in segments:
+                for w, x in zip(writers, seg, strict=True):
+                    w.write(np.clip(np.asarray(x, dtype=np.float32), -1.0, 1.0))
+        finally:
+            for w in writers:
+                w.close()
+        for t, f in zip(tmps, finals, strict=True):
+            os.replace(t, f)
+    except BaseException:
+        for t in tmps:
+            Path(t).unlink(missing_ok=True)
+        raise

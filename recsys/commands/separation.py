@@ -309,6 +309,7 @@ def separate(
     from embeddings.audio import SAMPLE_RATE, AudioError, load
     from embeddings.registry import UnknownModelError, load_separator
     from embeddings.separation.bsrnn import BsrnnSeparator, load_pretrained
+    from embeddings.separation.infer import write_stems
 
     torch.set_num_threads(threads)
     dev = device_option(device)
@@ -343,7 +344,7 @@ def separate(
                 v, a = sep.separate(audio)
                 segments = iter([[v, a]])
             try:
-                _write_pair(out, _stem(path), segments, SAMPLE_RATE)
+                write_stems(out, _stem(path), segments, SAMPLE_RATE)
             except OSError as e:  # disk full, no permission: this file fails, not the rest
                 bar.console.print(f"[red]error:[/red] {path}: could not write: {e}",
                                   highlight=False)
@@ -357,40 +358,6 @@ def separate(
 
 def _stem(path: Path) -> str:
     return path.name.rsplit(".", 1)[0] if "." in path.name else path.name
-
-
-def _write_pair(out: Path, stem: str, segments, sample_rate: int) -> None:
-    """Stream ``(2, n)`` segments into ``stem.vocals.wav`` and ``stem.accompaniment.wav``,
-    through temporary files renamed at the end (never a half-written file)."""
-    import os
-    import tempfile
-
-    import numpy as np
-    import soundfile as sf
-
-    out.mkdir(parents=True, exist_ok=True)
-    finals = [out / f"{stem}.vocals.wav", out / f"{stem}.accompaniment.wav"]
-    tmps = []
-    for f in finals:
-        fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{f.stem}.", suffix=".wav")
-        os.close(fd)
-        os.chmod(tmp, 0o644)
-        tmps.append(tmp)
-    try:
-        writers = [sf.SoundFile(t, "w", sample_rate, 1, subtype="PCM_16") for t in tmps]
-        try:
-            for seg in segments:
-                for w, x in zip(writers, seg, strict=True):
-                    w.write(np.clip(np.asarray(x, dtype=np.float32), -1.0, 1.0))
-        finally:
-            for w in writers:
-                w.close()
-        for t, f in zip(tmps, finals, strict=True):
-            os.replace(t, f)
-    except BaseException:
-        for t in tmps:
-            Path(t).unlink(missing_ok=True)
-        raise
 
 
 @bench_app.command("separation")
