@@ -11,6 +11,11 @@ set once the model and the input are loaded: the extra memory the separation nee
 output arrays included; ``peak_mem_stream_mb``, for separators that stream, the same file
 written to disk segment by segment as `recsys separate` does).
 Instrumental songs are skipped: their vocals SDR is undefined.
+
+A candidate's weights (``separator``, a ``.safetensors`` path) take the ``bsrnn`` row, so a
+model can be scored before it ships; ``singers`` keeps only songs by singers the shipped
+weights heard in training, or only those by singers they never heard (``split="all"`` on a
+corpus no model trains on measures unheard voices without touching the test split).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from recsys.bench.vocals import heard_singers, heard_tunes
 
 SEPARATED = ("mixture", "repet_sim", "bsrnn", "bsrnn_semi")
 WEIGHTS = {"bsrnn": "bsrnn-cpu", "bsrnn_semi": "bsrnn-cpu-semi"}
+SINGERS = ("all", "heard", "unseen")
 
 
 def si_sdr(reference: np.ndarray, estimate: np.ndarray, eps: float = 1e-9) -> float:
@@ -49,7 +55,24 @@ def bss_eval(vocals, accompaniment, est_vocals, est_accompaniment, sr: int) -> t
     return float(np.nanmedian(sdr[0])), float(np.nanmedian(sdr[1]))
 
 
-def _load_separator(system: str):
+def songs_to_score(songs, split: str, singers: str, singers_heard: set[str],
+                   tunes_heard: set[str]) -> list:
+    """The songs with vocals a separator may be scored on: never on a tune any shipped
+    weights trained on, never on `test` by a singer they heard; ``singers`` ("all",
+    "heard", "unseen") keeps songs by heard or unheard singers only."""
+    if singers not in SINGERS:
+        raise ValueError(f"singers is one of {', '.join(SINGERS)}, not {singers!r}")
+    kept = []
+    for s in songs:
+        heard = s.singer_id in singers_heard
+        if s.instrumental or s.tune_id in tunes_heard or (split == "test" and heard):
+            continue
+        if singers == "all" or heard == (singers == "heard"):
+            kept.append(s)
+    return kept
+
+
+def _load_separator(system: str, weights: str | None = None):
     from embeddings.separation.baselines import MixtureAsEstimate, RepetSim
     from embeddings.separation.bsrnn import load_pretrained
 
@@ -57,26 +80,32 @@ def _load_separator(system: str):
         return MixtureAsEstimate()
     if system == "repet_sim":
         return RepetSim()
+    if system == "bsrnn" and weights:
+        from recsys.bench.vocals import resolve_separator
+
+        return resolve_separator(str(weights))[1]
     return load_pretrained(WEIGHTS[system])
 
 
 def run(corpus_dir: str | Path, split: str = "test", max_songs: int = 0,
-        long_minutes: float = 10.0, threads: int = 2, progress: bool = False) -> BenchResult:
-    """Score every system on the split's songs with vocals; see the module docstring."""
+        long_minutes: float = 10.0, threads: int = 2, progress: bool = False,
+        separator: Path | None = None, singers: str = "all") -> BenchResult:
+    """Score every system on the split's songs with vocals (``split="all"``: every song);
+    see the module docstring for ``separator`` and ``singers``."""
     from embeddings.audio import SAMPLE_RATE, load
     from embeddings.registry import WEIGHTS_DIR
     from embeddings.separation.baselines import oracle_irm
     from recsys.corpus import Corpus
 
     corpus = Corpus(corpus_dir)
-    systems = [s for s in SEPARATED
-               if s not in WEIGHTS or (WEIGHTS_DIR / f"{WEIGHTS[s]}.safetensors").exists()]
+    weights = str(separator) if separator else None
+    systems = [s for s in SEPARATED if s not in WEIGHTS or (s == "bsrnn" and weights)
+               or (WEIGHTS_DIR / f"{WEIGHTS[s]}.safetensors").exists()]
     # never score on a tune (or, on `test`, a singer) any shipped weights were trained on,
     # even when the weights came from another corpus build
-    singers_heard, tunes_heard = heard_singers(), heard_tunes()
-    candidates = [s for s in corpus.songs(split) if not s.instrumental]
-    songs = [s for s in candidates if s.tune_id not in tunes_heard
-             and (split != "test" or s.singer_id not in singers_heard)]
+    candidates = [s for s in corpus.songs(None if split == "all" else split)
+                  if not s.instrumental]
+    songs = songs_to_score(candidates, split, singers, heard_singers(), heard_tunes())
     excluded = len(candidates) - len(songs)
     if max_songs:
         songs = songs[:max_songs]
@@ -84,7 +113,7 @@ def run(corpus_dir: str | Path, split: str = "test", max_songs: int = 0,
         raise ValueError(f"the {split} split of {corpus_dir} has no songs with vocals "
                          "that the separators were not trained on")
     missing = [s for s in SEPARATED if s not in systems]
-    separators = {s: _load_separator(s) for s in systems}
+    separators = {s: _load_separator(s, weights) for s in systems}
     scores: dict[str, dict[str, list[float]]] = {
         s: {"vocals_sdr": [], "accompaniment_sdr": [], "vocals_si_sdr": []}
         for s in [*systems, "oracle_irm"]}
@@ -127,7 +156,7 @@ def run(corpus_dir: str | Path, split: str = "test", max_songs: int = 0,
         row = {m: float(np.nanmedian(v)) for m, v in metric_lists.items()}
         if name in seconds and name != "mixture":
             row["realtime_factor"] = audio_seconds / max(seconds[name], 1e-9)
-            memory = peak_memory_mb(name, long_source, long_minutes, threads)
+            memory = peak_memory_mb(name, long_source, long_minutes, threads, weights)
             row["peak_mem_mb"] = memory["peak_mb"]
             if "stream_peak_mb" in memory:
                 row["peak_mem_stream_mb"] = memory["stream_peak_mb"]
@@ -147,29 +176,36 @@ def run(corpus_dir: str | Path, split: str = "test", max_songs: int = 0,
         "oracle_irm": "power ratio mask |V|^2/(|V|^2+|A|^2) from the true stems, STFT 1024/256",
         "audio_seconds": round(audio_seconds, 1),
         "excluded_heard": f"{excluded} {split} songs skipped: their tune (or singer) was "
-                          "heard in training by the shipped weights",
+                          "heard in training by the shipped weights"
+                          + ("" if singers == "all" else f", or their singer was not {singers}"),
+        "singers": singers,
     }
+    if weights:
+        notes["bsrnn"] = f"candidate weights {weights} ({separators['bsrnn'].version})"
     if missing:
         notes["missing"] = f"no shipped weights for {', '.join(missing)}"
     return BenchResult(bench="separation", split=split, n_items=len(songs), systems=result,
                        notes=notes)
 
 
-def peak_memory_mb(system: str, source: Path, minutes: float, threads: int) -> dict:
+def peak_memory_mb(system: str, source: Path, minutes: float, threads: int,
+                   weights: str | None = None) -> dict:
     """Extra peak resident memory (MB) of separating a ``minutes``-long file, in a subprocess:
     ``peak_mb`` for ``separate()`` (both outputs in memory) and, for separators that stream,
     ``stream_peak_mb`` for the streamed path `recsys separate` takes."""
     code = ("import sys, json; from recsys.bench.separation import _child; "
             "print(json.dumps(_child(sys.argv[1], sys.argv[2], float(sys.argv[3]), "
-            "int(sys.argv[4]))))")
+            "int(sys.argv[4]), sys.argv[5] or None)))")
     proc = subprocess.run([sys.executable, "-c", code, system, str(source), str(minutes),
-                           str(threads)], capture_output=True, text=True, timeout=3600)
+                           str(threads), weights or ""], capture_output=True, text=True,
+                          timeout=3600)
     if proc.returncode != 0:
         raise RuntimeError(f"peak-memory run of {system} failed: {proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _child(system: str, source: str, minutes: float, threads: int) -> dict:
+def _child(system: str, source: str, minutes: float, threads: int,
+           weights: str | None = None) -> dict:
     import gc
     import os
     import tempfile
@@ -181,7 +217,7 @@ def _child(system: str, source: str, minutes: float, threads: int) -> dict:
     from embeddings.separation.infer import write_stems
 
     torch.set_num_threads(threads)
-    sep = _load_separator(system)
+    sep = _load_separator(system, weights)
     song = load(source)
     n = int(minutes * 60 * SAMPLE_RATE)
     mixture = np.resize(song, n).astype(np.float32)

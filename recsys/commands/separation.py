@@ -368,9 +368,15 @@ def bench_separation(
     json_out: Path | None = typer.Option(None, "--json", help="Write the result here."),
     long_minutes: float = typer.Option(10.0, help="Length of the file for peak memory."),
     threads: int = typer.Option(2, help="CPU threads for torch."),
+    separator: Path | None = typer.Option(
+        None, help="Candidate BSRNN weights (.safetensors) for the bsrnn row, e.g. "
+                   "runs/separator/best.safetensors, scored before they ship."),
+    singers: str = typer.Option("all", help="all, heard or unseen: only songs by singers "
+                                "the shipped weights heard in training, or never heard."),
 ):
     """mixture, repet_sim, bsrnn, bsrnn_semi and oracle_irm side by side: BSSEval v4 SDR
-    (museval, 1 s frames), SI-SDR, real-time factor and peak memory of a long file."""
+    (museval, 1 s frames), SI-SDR, real-time factor and peak memory of a long file.
+    ``--split all`` scores every song (for a corpus no model trains on)."""
     import torch
 
     from recsys.bench.separation import run
@@ -379,8 +385,8 @@ def bench_separation(
     torch.set_num_threads(threads)
     try:
         result = run(corpus, split=split, max_songs=max_songs, long_minutes=long_minutes,
-                     threads=threads, progress=True)
-    except (CorpusError, FileNotFoundError, ValueError) as e:
+                     threads=threads, progress=True, separator=separator, singers=singers)
+    except (CorpusError, FileNotFoundError, ValueError, RuntimeError) as e:
         _fail(str(e))
     result.print()
     if json_out:

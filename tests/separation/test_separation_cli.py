@@ -198,3 +198,56 @@ def test_the_separator_takes_inputs_shorter_than_one_stft_window():
         vocals, accompaniment = sep.separate(mixture)
         assert vocals.shape == accompaniment.shape == (n,)
         assert np.allclose(vocals + accompaniment, mixture)
+
+
+def test_songs_to_score_keeps_unheard_tunes_and_the_asked_singers():
+    from types import SimpleNamespace
+
+    import pytest
+
+    from recsys.bench.separation import songs_to_score
+
+    def song(song_id, singer, tune, instrumental=False):
+        return SimpleNamespace(song_id=song_id, singer_id=singer, tune_id=tune,
+                               instrumental=instrumental)
+
+    songs = [song("a", "heard", "t1"), song("b", "new", "t2"), song("c", "new", "seen-tune"),
+             song("d", None, "t3", instrumental=True), song("e", "heard", "t4")]
+    ids = {singers: [s.song_id for s in songs_to_score(songs, "all", singers, {"heard"},
+                                                       {"seen-tune"})]
+           for singers in ("all", "heard", "unseen")}
+    assert ids == {"all": ["a", "b", "e"], "heard": ["a", "e"], "unseen": ["b"]}
+    # on test a heard singer is never scored, whatever is asked
+    assert [s.song_id for s in songs_to_score(songs, "test", "all", {"heard"}, set())] == ["b", "c"]
+    with pytest.raises(ValueError, match="singers is one of"):
+        songs_to_score(songs, "all", "everyone", set(), set())
+
+
+def test_separation_bench_scores_candidate_weights_on_unheard_singers(tiny_corpus, tmp_path,
+                                                                     monkeypatch):
+    from recsys.bench import separation
+    from recsys.corpus import Corpus
+
+    sung = [s for s in Corpus(tiny_corpus).songs() if not s.instrumental]
+    heard = {sung[0].singer_id}
+    unheard = [s for s in sung if s.singer_id not in heard]
+    # the shipped weights' metadata names what they heard; here: one singer, no tune
+    monkeypatch.setattr(separation, "heard_singers", lambda: heard)
+    monkeypatch.setattr(separation, "heard_tunes", lambda: set())
+    torch.manual_seed(0)
+    path = tmp_path / "run" / "best.safetensors"
+    BSRNN(BSRNNConfig.named("tiny")).save(path, version="bsrnn-candidate", val_sdr=1.0)
+
+    result = separation.run(tiny_corpus, split="all", max_songs=1, long_minutes=0.02,
+                            threads=1, separator=path, singers="unseen")
+    assert result.n_items == 1 and unheard
+    assert result.notes["bsrnn"].startswith(f"candidate weights {path} (bsrnn-candidate-")
+    assert result.notes["singers"] == "unseen"
+    assert {"bsrnn", "oracle_irm", "mixture"} <= set(result.systems)
+    assert result.systems["bsrnn"]["realtime_factor"] > 0
+
+    bad = CliRunner().invoke(app, ["bench", "separation", "--corpus", str(tiny_corpus),
+                                   "--split", "all", "--separator",
+                                   str(tmp_path / "missing.safetensors")])
+    assert bad.exit_code == 2 and "no BSRNN weights" in bad.output, bad.output
+    assert "Traceback" not in bad.output
