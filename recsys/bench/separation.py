@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from recsys.bench.result import BenchResult
-from recsys.bench.vocals import heard_singers, heard_tunes
+from recsys.bench.vocals import heard_singers, heard_tunes, separator_from_file
 
 SEPARATED = ("mixture", "repet_sim", "bsrnn", "bsrnn_semi")
 WEIGHTS = {"bsrnn": "bsrnn-cpu", "bsrnn_semi": "bsrnn-cpu-semi"}
@@ -81,9 +81,7 @@ def _load_separator(system: str, weights: str | None = None):
     if system == "repet_sim":
         return RepetSim()
     if system == "bsrnn" and weights:
-        from recsys.bench.vocals import resolve_separator
-
-        return resolve_separator(str(weights))[1]
+        return separator_from_file(Path(weights))[1]
     return load_pretrained(WEIGHTS[system])
 
 

@@ -22,7 +22,7 @@ def resolve_separator(name: str):
     if name == "clean":
         return "clean", None
     if name.endswith(".safetensors"):
-        return _separator_from_file(Path(name))
+        return separator_from_file(Path(name))
     errors = []
     for candidate in SEPARATOR_ORDER if name == "auto" else (name,):
         try:
@@ -33,7 +33,9 @@ def resolve_separator(name: str):
     raise RuntimeError("no separator could be loaded (" + "; ".join(errors) + ")")
 
 
-def _separator_from_file(path: Path):
+def separator_from_file(path: Path):
+    """``(version, BsrnnSeparator)`` of BSRNN weights at ``path`` (a candidate not shipped
+    yet); a missing or unreadable file is a ``RuntimeError`` that names it."""
     from embeddings.separation.bsrnn import BsrnnSeparator
 
     if not path.is_file() or not path.with_suffix(".json").is_file():
