@@ -182,17 +182,24 @@ class BsrnnSeparator:
     name = "bsrnn"
 
     def __init__(self, model: BSRNN, version: str = "bsrnn", device: str = "auto",
-                 chunk_seconds: float = 6.0, overlap_seconds: float = 1.0, batch: int = 8):
+                 chunk_seconds: float = 6.0, overlap_seconds: float = 1.0, batch: int = 8,
+                 shifts: int = 1):
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
-        self.version = version
         sr, hop = model.config.sample_rate, model.config.hop
+        if not 1 <= shifts <= hop:
+            raise ValueError(f"shifts must be in [1, {hop}] (the STFT hop), got {shifts}")
+        # the version names caches of separated audio: shifted passes give other audio
+        self.version = version if shifts == 1 else f"{version}-shifts{shifts}"
+        self.shifts = shifts
         # chunk starts on the STFT frame grid, so every chunk sees the frames the whole file has;
         # the cross-fade covers at least the half window a chunk's edge frames are padded by
         edge = -(-model.config.n_fft // 2 // hop) * hop
         self.overlap = max(round(overlap_seconds * sr / hop) * hop, edge)
         self.chunk = max(round(chunk_seconds * sr / hop) * hop, self.overlap + hop)
-        self.batch = batch  # chunks per forward pass: the BLSTMs run far faster batched
+        # chunks per forward pass: the BLSTMs run far faster batched; each chunk is run S times
+        # in that pass, so S shifts take batch // S chunks and memory does not grow with S
+        self.batch = max(1, batch // shifts)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, device: str = "auto", **kw) -> BsrnnSeparator:
@@ -203,21 +210,31 @@ class BsrnnSeparator:
         version = f"{doc.get('version', Path(path).stem)}-{digest}"
         return cls(model, version=version, device=device, **kw)
 
-    @torch.inference_mode()
     def separate_chunk(self, piece: np.ndarray) -> np.ndarray:
         """``(samples,)`` -> ``(2, samples)``: vocals and accompaniment (mixture - vocals).
         A piece shorter than one STFT window is zero-padded to it and cut back."""
         n = len(piece)
         padded = np.pad(piece, (0, max(0, self.model.config.n_fft - n)))
-        x = torch.from_numpy(np.ascontiguousarray(padded, dtype=np.float32))[None].to(self.device)
-        vocals = self.model(x)[0].float().cpu().numpy()[:n]
-        return np.stack([vocals, piece - vocals])
+        return self.separate_batch(padded[None])[0][:, :n]
 
     @torch.inference_mode()
     def separate_batch(self, pieces: np.ndarray) -> np.ndarray:
-        """``(k, samples)`` -> ``(k, 2, samples)``."""
-        x = torch.from_numpy(np.ascontiguousarray(pieces, dtype=np.float32)).to(self.device)
-        vocals = self.model(x).float().cpu().numpy()
+        """``(k, samples)`` -> ``(k, 2, samples)``.
+
+        With ``shifts`` S > 1 the vocals are the mean of S passes whose input is delayed by
+        ``i * hop / S`` samples (i = 0..S-1), each cut back into place: every pass sees the
+        signal on another STFT frame grid, and averaging them smooths the errors that depend
+        on the grid (Demucs' "shift trick", on the sub-hop scale). S passes cost S times the
+        compute; they run as one batch."""
+        pieces = np.ascontiguousarray(pieces, dtype=np.float32)
+        k, n = pieces.shape
+        hop = self.model.config.hop
+        delays = [i * hop // self.shifts for i in range(self.shifts)]
+        shifted = np.stack([np.pad(pieces, ((0, 0), (d, hop - d))) if self.shifts > 1
+                            else pieces for d in delays])  # (S, k, n [+ hop])
+        x = torch.from_numpy(shifted.reshape(self.shifts * k, -1)).to(self.device)
+        out = self.model(x).float().cpu().numpy().reshape(self.shifts, k, -1)
+        vocals = np.mean([out[i, :, d : d + n] for i, d in enumerate(delays)], axis=0)
         return np.stack([vocals, pieces - vocals], axis=1)
 
     def iter_separate(self, mixture: np.ndarray):
@@ -231,10 +248,12 @@ class BsrnnSeparator:
         return out[0], out[1]
 
 
-def load_pretrained(name: str | None = None, device: str = "auto") -> BsrnnSeparator:
+def load_pretrained(name: str | None = None, device: str = "auto",
+                    shifts: int = 1) -> BsrnnSeparator:
     """The shipped weights: ``name`` (e.g. ``"bsrnn-cpu"``) or, by default, whichever of
     ``DEFAULT_WEIGHTS`` scored the higher validation SDR (``val_sdr`` in its JSON, measured
-    by ``recsys train separator`` on the corpus' val split)."""
+    by ``recsys train separator`` on the corpus' val split); ``shifts`` as in
+    :meth:`BsrnnSeparator.separate_batch`."""
     names = [name] if name else list(DEFAULT_WEIGHTS)
     found = []
     for n in names:
@@ -248,4 +267,4 @@ def load_pretrained(name: str | None = None, device: str = "auto") -> BsrnnSepar
             f"no BSRNN weights in {WEIGHTS_DIR} (looked for {', '.join(names)}); train them "
             "with `recsys train separator --data CORPUS --ship bsrnn-cpu`"
         )
-    return BsrnnSeparator.from_file(max(found)[1], device=device)
+    return BsrnnSeparator.from_file(max(found)[1], device=device, shifts=shifts)

@@ -13,9 +13,11 @@ written to disk segment by segment as `recsys separate` does).
 Instrumental songs are skipped: their vocals SDR is undefined.
 
 A candidate's weights (``separator``, a ``.safetensors`` path) take the ``bsrnn`` row, so a
-model can be scored before it ships; ``singers`` keeps only songs by singers the shipped
-weights heard in training, or only those by singers they never heard (``split="all"`` on a
-corpus no model trains on measures unheard voices without touching the test split).
+model can be scored before it ships; ``shifts`` adds a ``bsrnn_shifts{S}`` row per S, the
+``bsrnn`` row's weights averaged over S shifted passes (``recsys separate --shifts S``).
+``singers`` keeps only songs by singers the shipped weights heard in training, or only
+those by singers they never heard (``split="all"`` on a corpus no model trains on measures
+unheard voices without touching the test split).
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ def songs_to_score(songs, split: str, singers: str, singers_heard: set[str],
 
 
 def _load_separator(system: str, weights: str | None = None):
+    """The separator of a row: ``bsrnn_shifts4`` is the ``bsrnn`` row's with 4 shifts."""
     from embeddings.separation.baselines import MixtureAsEstimate, RepetSim
     from embeddings.separation.bsrnn import load_pretrained
 
@@ -80,14 +83,16 @@ def _load_separator(system: str, weights: str | None = None):
         return MixtureAsEstimate()
     if system == "repet_sim":
         return RepetSim()
+    system, _, shifts = system.partition("_shifts")
     if system == "bsrnn" and weights:
-        return separator_from_file(Path(weights))[1]
-    return load_pretrained(WEIGHTS[system])
+        return separator_from_file(Path(weights), shifts=int(shifts or 1))[1]
+    return load_pretrained(WEIGHTS[system], shifts=int(shifts or 1))
 
 
 def run(corpus_dir: str | Path, split: str = "test", max_songs: int = 0,
         long_minutes: float = 10.0, threads: int = 2, progress: bool = False,
-        separator: Path | None = None, singers: str = "all") -> BenchResult:
+        separator: Path | None = None, singers: str = "all",
+        shifts: tuple[int, ...] = ()) -> BenchResult:
     """Score every system on the split's songs with vocals (``split="all"``: every song);
     see the module docstring for ``separator`` and ``singers``."""
     from embeddings.audio import SAMPLE_RATE, load
@@ -99,6 +104,9 @@ def run(corpus_dir: str | Path, split: str = "test", max_songs: int = 0,
     weights = str(separator) if separator else None
     systems = [s for s in SEPARATED if s not in WEIGHTS or (s == "bsrnn" and weights)
                or (WEIGHTS_DIR / f"{WEIGHTS[s]}.safetensors").exists()]
+    if shifts and "bsrnn" in systems:
+        at = systems.index("bsrnn") + 1
+        systems[at:at] = [f"bsrnn_shifts{s}" for s in sorted(set(shifts)) if s > 1]
     # never score on a tune (or, on `test`, a singer) any shipped weights were trained on,
     # even when the weights came from another corpus build
     candidates = [s for s in corpus.songs(None if split == "all" else split)
@@ -180,6 +188,9 @@ def run(corpus_dir: str | Path, split: str = "test", max_songs: int = 0,
     }
     if weights:
         notes["bsrnn"] = f"candidate weights {weights} ({separators['bsrnn'].version})"
+    if any("_shifts" in s for s in systems):
+        notes["bsrnn_shifts"] = ("bsrnn_shiftsS: the bsrnn row's weights, vocals averaged "
+                                 "over S passes delayed by i*hop/S samples (i = 0..S-1)")
     if missing:
         notes["missing"] = f"no shipped weights for {', '.join(missing)}"
     return BenchResult(bench="separation", split=split, n_items=len(songs), systems=result,

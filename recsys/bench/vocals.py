@@ -33,16 +33,17 @@ def resolve_separator(name: str):
     raise RuntimeError("no separator could be loaded (" + "; ".join(errors) + ")")
 
 
-def separator_from_file(path: Path):
+def separator_from_file(path: Path, shifts: int = 1):
     """``(version, BsrnnSeparator)`` of BSRNN weights at ``path`` (a candidate not shipped
-    yet); a missing or unreadable file is a ``RuntimeError`` that names it."""
+    yet), run with ``shifts`` passes; a missing or unreadable file is a ``RuntimeError``
+    that names it."""
     from embeddings.separation.bsrnn import BsrnnSeparator
 
     if not path.is_file() or not path.with_suffix(".json").is_file():
         raise RuntimeError(f"no BSRNN weights at {path} (it needs {path.name} and "
                            f"{path.with_suffix('.json').name})")
     try:
-        sep = BsrnnSeparator.from_file(path)
+        sep = BsrnnSeparator.from_file(path, shifts=shifts)
     except Exception as e:  # a damaged or foreign file: say which, keep the type simple
         raise RuntimeError(f"{path} could not be loaded as BSRNN weights: {e}") from e
     return sep.version, sep

@@ -300,6 +300,8 @@ def separate(
     device: str = typer.Option("auto", help="'auto', 'cpu' or 'cuda'."),
     max_minutes: float = typer.Option(240.0, min=0.01, help="Longest input accepted."),
     threads: int = typer.Option(2, min=1, help="CPU threads for torch."),
+    shifts: int = typer.Option(1, min=1, max=64, help="bsrnn: average this many passes on "
+                               "shifted STFT frame grids (S times slower; see BENCHMARKS.md)."),
 ):
     """Separate vocals from accompaniment; the model loads once for all FILES. Long files
     run in cross-faded chunks and are written as they go, so the separation's memory stays
@@ -315,6 +317,8 @@ def separate(
     dev = device_option(device)
     if out.exists() and not out.is_dir():
         _fail(f"--out {out} is a file, not a folder")
+    if shifts > 1 and model != "bsrnn":
+        _fail(f"--shifts applies to the bsrnn model only, not {model}")
     stems: dict[str, Path] = {}
     for path in files:
         stem = _stem(path)
@@ -323,7 +327,8 @@ def separate(
                   "separate them into different --out folders")
         stems[stem] = path
     try:
-        sep = load_pretrained(device=dev) if model == "bsrnn" else load_separator(model)
+        sep = (load_pretrained(device=dev, shifts=shifts) if model == "bsrnn"
+               else load_separator(model))
     except (UnknownModelError, FileNotFoundError) as e:
         _fail(str(e.args[0]) if e.args else str(e))
     failed = 0
@@ -373,6 +378,8 @@ def bench_separation(
                    "runs/separator/best.safetensors, scored before they ship."),
     singers: str = typer.Option("all", help="all, heard or unseen: only songs by singers "
                                 "the shipped weights heard in training, or never heard."),
+    shifts: list[int] = typer.Option([], min=2, max=64, help="Also score the bsrnn row's "
+                                     "weights with S shifted passes (repeatable)."),
 ):
     """mixture, repet_sim, bsrnn, bsrnn_semi and oracle_irm side by side: BSSEval v4 SDR
     (museval, 1 s frames), SI-SDR, real-time factor and peak memory of a long file.
@@ -385,7 +392,8 @@ def bench_separation(
     torch.set_num_threads(threads)
     try:
         result = run(corpus, split=split, max_songs=max_songs, long_minutes=long_minutes,
-                     threads=threads, progress=True, separator=separator, singers=singers)
+                     threads=threads, progress=True, separator=separator, singers=singers,
+                     shifts=tuple(shifts))
     except (CorpusError, FileNotFoundError, ValueError, RuntimeError) as e:
         _fail(str(e))
     result.print()

@@ -42,6 +42,12 @@ def test_separate_writes_both_stems_and_reports_bad_audio(tmp_path, monkeypatch)
     assert not list(out.glob(".*"))  # no temporary files left behind
     assert not (out / "broken.vocals.wav").exists()
 
+    shifted = CliRunner().invoke(app, ["separate", str(good), "--out", str(tmp_path / "s2"),
+                                       "--threads", "1", "--shifts", "2"])
+    assert shifted.exit_code == 0, shifted.output
+    vocals2, _ = sf.read(tmp_path / "s2" / "song one.vocals.wav")
+    assert len(vocals2) == len(vocals) and not np.allclose(vocals2, vocals)
+
 
 def test_separate_with_the_repet_sim_baseline(tmp_path):
     rng = np.random.default_rng(0)
@@ -167,6 +173,8 @@ def test_separate_refuses_clashing_names_a_file_as_out_and_an_unknown_device(tmp
          "would both write song.vocals.wav"),
         (["separate", str(song), "--out", str(song), "--model", "mixture"], "is a file"),
         (["separate", str(song), "--out", str(out), "--device", "gpu"], "unknown device"),
+        (["separate", str(song), "--out", str(out), "--model", "repet_sim", "--shifts", "2"],
+         "bsrnn model only"),
     ]
     for args, message in runs:
         result = CliRunner().invoke(app, args)
@@ -239,12 +247,14 @@ def test_separation_bench_scores_candidate_weights_on_unheard_singers(tiny_corpu
     BSRNN(BSRNNConfig.named("tiny")).save(path, version="bsrnn-candidate", val_sdr=1.0)
 
     result = separation.run(tiny_corpus, split="all", max_songs=1, long_minutes=0.02,
-                            threads=1, separator=path, singers="unseen")
+                            threads=1, separator=path, singers="unseen", shifts=(2,))
     assert result.n_items == 1 and unheard
     assert result.notes["bsrnn"].startswith(f"candidate weights {path} (bsrnn-candidate-")
     assert result.notes["singers"] == "unseen"
-    assert {"bsrnn", "oracle_irm", "mixture"} <= set(result.systems)
+    assert {"bsrnn", "bsrnn_shifts2", "oracle_irm", "mixture"} <= set(result.systems)
     assert result.systems["bsrnn"]["realtime_factor"] > 0
+    assert result.systems["bsrnn_shifts2"]["peak_mem_mb"] > 0
+    assert result.systems["bsrnn_shifts2"]["vocals_sdr"] != result.systems["bsrnn"]["vocals_sdr"]
 
     bad = CliRunner().invoke(app, ["bench", "separation", "--corpus", str(tiny_corpus),
                                    "--split", "all", "--separator",

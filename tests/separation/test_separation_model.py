@@ -109,6 +109,32 @@ def test_chunked_bsrnn_matches_whole_file_within_tolerance():
     assert err < 0.05  # the BLSTMs see less context per chunk; the result must stay close
 
 
+def test_shifted_passes_average_the_vocals_of_delayed_inputs():
+    torch.manual_seed(0)
+    model = BSRNN(BSRNNConfig.named("tiny"))
+    hop = model.config.hop
+    x = (0.3 * np.sin(2 * np.pi * 330 * np.arange(3 * SR) / SR)).astype(np.float32)
+    plain = BsrnnSeparator(model, device="cpu")
+    shifted = BsrnnSeparator(model, device="cpu", shifts=2)
+    assert shifted.version == f"{plain.version}-shifts2"
+
+    def vocals_delayed_by(d):  # one pass of the model on x delayed by d samples, cut back
+        padded = np.pad(x, (d, hop - d))
+        return plain.separate_chunk(padded)[0][d : d + len(x)]
+
+    out = shifted.separate_chunk(x)
+    expected = (vocals_delayed_by(0) + vocals_delayed_by(hop // 2)) / 2
+    np.testing.assert_allclose(out[0], expected, atol=1e-5)
+    np.testing.assert_allclose(out[0] + out[1], x, atol=1e-6)
+    assert not np.allclose(out[0], plain.separate_chunk(x)[0], atol=1e-4)
+    # batched chunks give what one chunk at a time gives
+    pieces = np.stack([x[: 2 * SR], x[SR:]])
+    batch = shifted.separate_batch(pieces)
+    np.testing.assert_allclose(batch[1], shifted.separate_chunk(pieces[1]), atol=1e-5)
+    with pytest.raises(ValueError, match="shifts must be in"):
+        BsrnnSeparator(model, device="cpu", shifts=hop + 1)
+
+
 def test_chunk_overlap_covers_the_stft_edge():
     model = BSRNN(BSRNNConfig.named("tiny"))
     c = model.config
