@@ -300,7 +300,7 @@ def separate(
     device: str = typer.Option("auto", help="'auto', 'cpu' or 'cuda'."),
     max_minutes: float = typer.Option(240.0, min=0.01, help="Longest input accepted."),
     threads: int = typer.Option(2, min=1, help="CPU threads for torch."),
-    shifts: int = typer.Option(1, min=1, max=64, help="bsrnn: average this many passes on "
+    shifts: int = typer.Option(1, min=1, max=16, help="bsrnn: average this many passes on "
                                "shifted STFT frame grids (S times slower; see BENCHMARKS.md)."),
 ):
     """Separate vocals from accompaniment; the model loads once for all FILES. Long files
@@ -378,7 +378,7 @@ def bench_separation(
                    "runs/separator/best.safetensors, scored before they ship."),
     singers: str = typer.Option("all", help="all, heard or unseen: only songs by singers "
                                 "the shipped weights heard in training, or never heard."),
-    shifts: list[int] = typer.Option([], min=2, max=64, help="Also score the bsrnn row's "
+    shifts: list[int] = typer.Option([], min=2, max=16, help="Also score the bsrnn row's "
                                      "weights with S shifted passes (repeatable)."),
 ):
     """mixture, repet_sim, bsrnn, bsrnn_semi and oracle_irm side by side: BSSEval v4 SDR
