@@ -15,6 +15,10 @@ Usage::
 
     python scripts/pack_corpus.py CORPUS OUT                 # --data: train stems + val
     python scripts/pack_corpus.py CORPUS_SEP OUT --main CORPUS   # --extra: its kept songs
+
+``--parts-mib 60`` also tars the copy into ``OUT.part1.tar``, ``OUT.part2.tar``, ... of at
+most 60 MiB each, one per call to a machine that takes 64 MiB per call; ``tar xf`` of every
+part into one folder gives back ``OUT`` (docs/gpu-training.md).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import tarfile
 from pathlib import Path
 
 import soundfile as sf
@@ -68,6 +73,39 @@ def pack(root: Path, out: Path, main: Path | None, val_songs: int, quality: floa
     return {"train_songs": len(lossy), "val_songs": len(exact), "bytes": size}
 
 
+def _tar_bytes(size: int) -> int:
+    """Bytes a file of ``size`` bytes takes in a tar: a 512-byte header, data padded to 512."""
+    return 512 + -(-size // 512) * 512
+
+
+def write_parts(folder: Path, limit_mib: float) -> list[Path]:
+    """Tar the files under ``folder`` into ``folder.partN.tar`` files of at most ``limit_mib``
+    MiB each (members named ``folder.name/...``, so every part unpacks into one tree)."""
+    limit = int(limit_mib * 2**20)
+    # what tarfile adds: two zero blocks at the end, then padding to a 10240-byte record
+    overhead = 2 * 512 + tarfile.RECORDSIZE
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    groups: list[list[Path]] = [[]]
+    used = overhead
+    for path in files:
+        need = _tar_bytes(path.stat().st_size)
+        if need + overhead > limit:
+            raise ValueError(f"{path} alone is larger than a part of {limit_mib:g} MiB")
+        if used + need > limit:
+            groups.append([])
+            used = overhead
+        groups[-1].append(path)
+        used += need
+    parts = []
+    for i, group in enumerate(groups, start=1):
+        part = folder.with_name(f"{folder.name}.part{i}.tar")
+        with tarfile.open(part, "w", format=tarfile.USTAR_FORMAT) as tar:
+            for path in group:
+                tar.add(path, arcname=f"{folder.name}/{path.relative_to(folder)}")
+        parts.append(part)
+    return parts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("corpus", type=Path)
@@ -76,8 +114,13 @@ def main() -> None:
                         help="Pack CORPUS as an --extra of this corpus (its kept songs only).")
     parser.add_argument("--val-songs", type=int, default=8)
     parser.add_argument("--quality", type=float, default=0.9, help="Vorbis quality, 0-1.")
+    parser.add_argument("--parts-mib", type=float, default=0,
+                        help="Also write OUT.partN.tar files of at most this many MiB.")
     args = parser.parse_args()
-    print(json.dumps(pack(args.corpus, args.out, args.main, args.val_songs, args.quality)))
+    report = pack(args.corpus, args.out, args.main, args.val_songs, args.quality)
+    if args.parts_mib:
+        report["parts"] = [str(p) for p in write_parts(args.out, args.parts_mib)]
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":
