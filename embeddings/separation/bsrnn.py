@@ -230,8 +230,8 @@ class BsrnnSeparator:
         k, n = pieces.shape
         hop = self.model.config.hop
         delays = [i * hop // self.shifts for i in range(self.shifts)]
-        shifted = np.stack([np.pad(pieces, ((0, 0), (d, hop - d))) if self.shifts > 1
-                            else pieces for d in delays])  # (S, k, n [+ hop])
+        room = hop if self.shifts > 1 else 0  # every pass is n + room long; one pass: n
+        shifted = np.stack([np.pad(pieces, ((0, 0), (d, room - d))) for d in delays])
         x = torch.from_numpy(shifted.reshape(self.shifts * k, -1)).to(self.device)
         out = self.model(x).float().cpu().numpy().reshape(self.shifts, k, -1)
         vocals = np.mean([out[i, :, d : d + n] for i, d in enumerate(delays)], axis=0)
