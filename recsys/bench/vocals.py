@@ -15,14 +15,27 @@ def resolve_separator(name: str):
     """``"auto"``: BSRNN if its weights load, else REPET-SIM; ``"clean"``: the corpus' clean
     vocal stems (no separation, an upper bound); a ``.safetensors`` path: those BSRNN
     weights (a candidate before it ships, e.g. ``runs/separator/best.safetensors``).
+    ``bsrnn`` or a weights path may end in ``,shifts=S`` to average S shifted passes
+    (``BsrnnSeparator.separate_batch``), e.g. ``bsrnn,shifts=2``.
     Returns ``(label, separator or None)``; ``label`` is the separator's version and names
     its cache folder."""
     from embeddings.registry import load_separator
 
+    name, shifts = _split_shifts(name)
     if name == "clean":
         return "clean", None
     if name.endswith(".safetensors"):
-        return separator_from_file(Path(name))
+        return separator_from_file(Path(name), shifts=shifts)
+    if shifts > 1:
+        if name != "bsrnn":
+            raise RuntimeError(f"shifts apply to bsrnn or BSRNN weights only, not {name!r}")
+        from embeddings.separation.bsrnn import load_pretrained
+
+        try:
+            sep = load_pretrained(shifts=shifts)
+        except Exception as e:  # missing weights, or shifts out of range
+            raise RuntimeError(f"bsrnn,shifts={shifts}: {e}") from e
+        return sep.version, sep
     errors = []
     for candidate in SEPARATOR_ORDER if name == "auto" else (name,):
         try:
@@ -31,6 +44,20 @@ def resolve_separator(name: str):
         except Exception as e:  # missing module or weights: try the next one
             errors.append(f"{candidate}: {e}")
     raise RuntimeError("no separator could be loaded (" + "; ".join(errors) + ")")
+
+
+def _split_shifts(name: str) -> tuple[str, int]:
+    """``"bsrnn,shifts=2"`` -> ``("bsrnn", 2)``; a name without the suffix -> ``(name, 1)``."""
+    base, sep, option = name.rpartition(",shifts=")
+    if not sep:
+        return name, 1
+    try:
+        shifts = int(option)
+    except ValueError:
+        raise RuntimeError(f"{name!r}: shifts must be a whole number, got {option!r}") from None
+    if shifts < 1:
+        raise RuntimeError(f"{name!r}: shifts must be at least 1")
+    return base, shifts
 
 
 def separator_from_file(path: Path, shifts: int = 1):

@@ -140,7 +140,8 @@ def train_timbre(
     source: str = typer.Option("separated", help="Train on 'separated' vocals (what ingest "
                                "sees) or the 'clean' vocal stems (for comparison)."),
     separator: str = typer.Option("auto", help="'auto' (BSRNN, else REPET-SIM), a name, "
-                                  "or a BSRNN .safetensors file."),
+                                  "or a BSRNN .safetensors file ('...,shifts=2': "
+                                  "2 shifted BSRNN passes)."),
     steps: int = typer.Option(3000, help="Optimiser steps."),
     singers_per_batch: int = typer.Option(16, help="Singers per batch (2 windows each)."),
     windows_per_track: int = typer.Option(8, help="Voiced windows cached per training song."),
@@ -374,7 +375,8 @@ def train_gender(
     weights: Path | None = typer.Option(None, help="Timbre encoder weights (default: "
                                         "shipped)."),
     separator: str = typer.Option("auto", help="'auto' (BSRNN, else REPET-SIM), a name, "
-                                  "or a BSRNN .safetensors file."),
+                                  "or a BSRNN .safetensors file ('...,shifts=2': "
+                                  "2 shifted BSRNN passes)."),
     pitch: bool = typer.Option(True, help="Offer the track's median sung pitch as a second "
                                "input (kept only if cross-validation prefers it)."),
     windows_per_track: int = typer.Option(12, help="Voiced windows per song (12 = all of a "
@@ -427,7 +429,8 @@ def bench_singer(
     json_out: Path | None = typer.Option(None, "--json", help="Write the result here."),
     weights: Path | None = typer.Option(None, help="Encoder weights (default: shipped)."),
     separator: str = typer.Option("auto", help="'auto' (BSRNN, else REPET-SIM), a name, "
-                                  "or a BSRNN .safetensors file."),
+                                  "or a BSRNN .safetensors file ('...,shifts=2': "
+                                  "2 shifted BSRNN passes)."),
     cache: Path = typer.Option(DEFAULT_CACHE, help="Where separated vocals are cached."),
     gender_train_max: int = typer.Option(100, help="Train songs the baselines' gender "
                                          "classifiers are fitted on."),

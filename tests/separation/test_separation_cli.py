@@ -149,6 +149,23 @@ def test_benches_take_candidate_weights_by_path(tmp_path):
         assert message in result.output and "Traceback" not in result.output
 
 
+def test_a_separator_name_takes_a_shifts_suffix(tmp_path):
+    import pytest
+    import typer
+
+    from recsys.bench.vocals import resolve_separator
+    from recsys.commands import separator_option
+
+    path = tmp_path / "best.safetensors"
+    BSRNN(BSRNNConfig.named("tiny")).save(path, version="bsrnn-candidate", val_sdr=1.0)
+    plain, _ = resolve_separator(str(path))
+    label, sep = resolve_separator(f"{path},shifts=2")
+    assert sep.shifts == 2 and label == f"{plain}-shifts2"  # its own cache folder
+    for bad in (f"{path},shifts=two", f"{path},shifts=0", "repet_sim,shifts=2"):
+        with pytest.raises(typer.BadParameter, match="shifts"):
+            separator_option(bad)
+
+
 def test_a_separator_that_does_not_load_is_a_usage_error(tmp_path):
     import pytest
     import typer
