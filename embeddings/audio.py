@@ -246,7 +246,10 @@ def _probe_ffmpeg(path: Path, label: str) -> AudioInfo:
         meta = json.loads(proc.stdout or b"{}")
     except json.JSONDecodeError:
         meta = {}
-    streams = [s for s in meta.get("streams", []) if s.get("codec_type") == "audio"]
+    # ffprobe names a codec from the extension alone (text saved as .flac is a "flac"
+    # stream), so a stream without a rate or channels is no audio either
+    streams = [s for s in meta.get("streams", []) if s.get("codec_type") == "audio"
+               and int(s.get("sample_rate") or 0) > 0 and int(s.get("channels") or 0) > 0]
     if not streams:
         raise NotAudioError(
             f"{label}: no audio stream could be read (not an audio file, or damaged)"

@@ -82,6 +82,8 @@ def _bad_inputs(d: Path, good: Path) -> dict[str, tuple[Path | bytes, type]]:
     png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8)
     text = d / "notes.wav"
     text.write_text("this is not audio\n" * 50)
+    text_flac = d / "notes.flac"  # ffprobe calls it a flac stream with no rate
+    text_flac.write_text("this is not audio\n" * 50)
     empty = d / "empty.flac"
     empty.write_bytes(b"")
     truncated = d / "truncated.flac"
@@ -94,6 +96,7 @@ def _bad_inputs(d: Path, good: Path) -> dict[str, tuple[Path | bytes, type]]:
         "empty bytes": (b"", audio.EmptyAudioError),
         "png renamed .mp3": (png, audio.NotAudioError),
         "text renamed .wav": (text, audio.NotAudioError),
+        "text renamed .flac": (text_flac, audio.NotAudioError),
         "truncated stream": (truncated, audio.CorruptAudioError),
         "nan samples": (_write(d / "nan.wav", nan, SR_IN, "FLOAT"), audio.InvalidSamplesError),
         "too short": (_write(d / "short.wav", _tone(0.4), SR_IN), audio.TooShortError),
