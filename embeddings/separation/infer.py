@@ -98,10 +98,11 @@ def overlap_add(fn: ChunkFn, mixture: np.ndarray, chunk: int, overlap: int,
 
 
 def write_stems(out: Path, stem: str, segments: Iterable[np.ndarray],
-                sample_rate: int) -> None:
+                sample_rate: int, subtype: str = "PCM_16") -> None:
     """Stream ``(2, n)`` segments into ``stem.vocals.wav`` and ``stem.accompaniment.wav``
-    (16-bit PCM) through temporary files renamed at the end: never a half-written file,
-    and memory holds one segment at a time."""
+    (``subtype``: 16-bit PCM, clipped to [-1, 1]; ``"FLOAT"`` keeps samples beyond full
+    scale) through temporary files renamed at the end: never a half-written file, and
+    memory holds one segment at a time."""
     import soundfile as sf
 
     out.mkdir(parents=True, exist_ok=True)
@@ -113,11 +114,13 @@ def write_stems(out: Path, stem: str, segments: Iterable[np.ndarray],
         os.chmod(tmp, 0o644)
         tmps.append(tmp)
     try:
-        writers = [sf.SoundFile(t, "w", sample_rate, 1, subtype="PCM_16") for t in tmps]
+        writers = [sf.SoundFile(t, "w", sample_rate, 1, subtype=subtype) for t in tmps]
+        clip = subtype != "FLOAT"
         try:
             for seg in segments:
                 for w, x in zip(writers, seg, strict=True):
-                    w.write(np.clip(np.asarray(x, dtype=np.float32), -1.0, 1.0))
+                    x = np.asarray(x, dtype=np.float32)
+                    w.write(np.clip(x, -1.0, 1.0) if clip else x)
         finally:
             for w in writers:
                 w.close()

@@ -306,6 +306,7 @@ def separate(
     """Separate vocals from accompaniment; the model loads once for all FILES. Long files
     run in cross-faded chunks and are written as they go, so the separation's memory stays
     flat (the decoded input is held whole: about 230 MB for an hour)."""
+    import numpy as np
     import torch
 
     from embeddings.audio import SAMPLE_RATE, AudioError, load
@@ -343,13 +344,19 @@ def separate(
                 failed += 1
                 bar.advance(task)
                 continue
+            # a floating-point file louder than full scale would be clipped to noise in
+            # 16 bits; its stems are written as 32-bit float instead, nothing lost
+            subtype = "FLOAT" if float(np.abs(audio).max()) > 1.0 else "PCM_16"
+            if subtype == "FLOAT":
+                bar.console.print(f"{path.name}: louder than full scale; stems written as "
+                                  "32-bit float WAV", highlight=False)
             if isinstance(sep, BsrnnSeparator):
                 segments = sep.iter_separate(audio)
             else:
                 v, a = sep.separate(audio)
                 segments = iter([[v, a]])
             try:
-                write_stems(out, _stem(path), segments, SAMPLE_RATE)
+                write_stems(out, _stem(path), segments, SAMPLE_RATE, subtype)
             except OSError as e:  # disk full, no permission: this file fails, not the rest
                 bar.console.print(f"[red]error:[/red] {path}: could not write: {e}",
                                   highlight=False)

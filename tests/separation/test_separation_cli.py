@@ -60,6 +60,26 @@ def test_separate_with_the_repet_sim_baseline(tmp_path):
     assert (out / "x.vocals.wav").exists() and (out / "x.accompaniment.wav").exists()
 
 
+def test_a_file_louder_than_full_scale_gets_float_stems_not_clipped_ones(tmp_path,
+                                                                         monkeypatch):
+    _tiny_weights(tmp_path, monkeypatch)
+    rng = np.random.default_rng(0)
+    loud, quiet = tmp_path / "loud.wav", tmp_path / "quiet.wav"
+    mixture = (4.0 * rng.standard_normal(2 * SR)).astype(np.float32)
+    sf.write(loud, mixture, SR, subtype="FLOAT")
+    sf.write(quiet, mixture / 8, SR)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["separate", str(loud), str(quiet), "--out", str(out),
+                                      "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert "louder than full scale" in result.output
+    vocals, _ = sf.read(out / "loud.vocals.wav", dtype="float32")
+    accompaniment, _ = sf.read(out / "loud.accompaniment.wav", dtype="float32")
+    assert sf.info(out / "loud.vocals.wav").subtype == "FLOAT"
+    np.testing.assert_allclose(vocals + accompaniment, mixture, atol=1e-4)  # nothing clipped
+    assert sf.info(out / "quiet.vocals.wav").subtype == "PCM_16"
+
+
 def test_default_weights_are_the_better_on_validation(tmp_path, monkeypatch):
     weights = tmp_path / "weights"
     for name, val in [("bsrnn-cpu", 3.0), ("bsrnn-cpu-semi", 4.5)]:
