@@ -46,10 +46,13 @@ class IngestReport:
 
 def ingest_paths(sources: list[SongSource], catalog, models: Models, *,
                  on_progress: Callable[[SongSource, str], None] | None = None,
-                 max_seconds: float = audio.DEFAULT_MAX_SECONDS) -> IngestReport:
+                 max_seconds: float = audio.DEFAULT_MAX_SECONDS,
+                 report: IngestReport | None = None) -> IngestReport:
     """Ingest every source (see :func:`recsys.metadata.discover`); one bad file never stops
-    the rest. ``on_progress(source, status)`` is called after each."""
-    report = IngestReport()
+    the rest. ``on_progress(source, status)`` is called after each; it can read a failure's
+    reason from ``report.failed[-1]`` when it holds the ``report`` passed in (a new one
+    otherwise), which is also returned."""
+    report = report if report is not None else IngestReport()
     start = time.perf_counter()
     for first in range(0, len(sources), BATCH_TRACKS):
         # index files are written once per batch; the tracks stay 'pending' until then

@@ -31,7 +31,7 @@ def ingest(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from recsys.context import open_catalog
-    from recsys.ingest import ingest_paths
+    from recsys.ingest import IngestReport, ingest_paths
     from recsys.metadata import discover
     from recsys.pipeline import Models
     from recsys.settings import get_settings
@@ -46,6 +46,7 @@ def ingest(
     with Progress("[progress.description]{task.description}", BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), console=console) as progress:
         task = progress.add_task("ingesting", total=len(sources))
+        report = IngestReport()  # made first: `advance` reads each failure's reason from it
 
         def advance(source, status):
             if status == "failed":
@@ -53,8 +54,8 @@ def ingest(
             progress.update(task, advance=1,
                             description=f"{source.artist[:20]} – {source.title[:30]}")
 
-        report = ingest_paths(sources, catalog, models, on_progress=advance,
-                              max_seconds=settings.max_audio_seconds)
+        ingest_paths(sources, catalog, models, on_progress=advance,
+                     max_seconds=settings.max_audio_seconds, report=report)
     console.print(
         f"added {len(report.added)}, already present {len(report.existing)}, "
         f"failed {len(report.failed)}; {report.audio_seconds / 60:.1f} min of audio at "

@@ -210,3 +210,28 @@ def test_hum_search_follows_tracks_added_and_deleted(ingested, own_catalog, stra
     assert target not in before and found[0].id == target  # the new track is searched
     catalog.delete_track(target)
     assert target not in {r.id for r in service.search_hum(hum, score_threshold=0.0).results}
+
+
+def test_ingest_command_reports_each_bad_file_and_adds_the_rest(ingested, tmp_path,
+                                                                monkeypatch):
+    from typer.testing import CliRunner
+
+    from recsys.cli import app
+    from recsys.settings import get_settings
+
+    folder = tmp_path / "songs"
+    folder.mkdir()
+    shutil.copy(ingested.corpus.songs()[0].mixture, folder / "good.wav")
+    (folder / "broken.mp3").write_text("not audio at all")
+    (folder / "empty.wav").write_bytes(b"")
+    monkeypatch.setenv("RECSYS_DATA_DIR", str(tmp_path / "data"))
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["ingest", str(folder)])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output and result.exception is None
+    assert "skipped broken.mp3: no audio stream" in result.output
+    assert "skipped empty.wav: the file is empty" in result.output
+    assert "added 1, already present 0, failed 2" in result.output
