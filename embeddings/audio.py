@@ -121,6 +121,8 @@ def probe(source: Source, *, name: str | None = None) -> AudioInfo:
         label = name or path.name
         if not path.exists():
             raise NotAudioError(f"{label}: no such file")
+        if path.is_dir():
+            raise NotAudioError(f"{label}: is a folder, not an audio file")
         if path.stat().st_size == 0:
             raise EmptyAudioError(f"{label}: the file is empty")
         try:

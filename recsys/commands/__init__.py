@@ -4,6 +4,8 @@ Modules import heavy libraries (torch, faiss, ...) inside the command functions 
 ``recsys --help`` stays fast.
 """
 
+from typing import NoReturn
+
 import typer
 
 app = typer.Typer(
@@ -29,6 +31,13 @@ app.add_typer(train_app, name="train")
 app.add_typer(bench_app, name="bench")
 app.add_typer(search_app, name="search")
 app.add_typer(plot_app, name="plot")
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """End a command with ``error: message`` on stderr and exit ``code`` (2: bad usage or
+    input, as typer's own errors), never a traceback."""
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
 
 
 def separator_option(name: str):

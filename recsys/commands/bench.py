@@ -4,7 +4,7 @@ from pathlib import Path
 
 import typer
 
-from recsys.commands import bench_app
+from recsys.commands import bench_app, fail
 
 
 @bench_app.command("audio")
@@ -44,8 +44,12 @@ def bench_ingest(
     """Whole ingest pipeline speed (x real time) and peak memory, on corpus songs and on one
     long file, with the models the settings name."""
     from recsys.bench.ingest import run
+    from recsys.corpus import CorpusError
 
-    result = run(corpus, split=split, max_songs=max_songs, long_minutes=long_minutes)
+    try:
+        result = run(corpus, split=split, max_songs=max_songs, long_minutes=long_minutes)
+    except (CorpusError, ValueError) as e:  # no corpus, an unknown split, no songs
+        fail(str(e))
     result.print()
     if json_out:
         result.save(json_out)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from recsys.commands import bench_app, plot_app, separator_option, train_app
+from recsys.commands import bench_app, fail, plot_app, separator_option, train_app
 
 DEFAULT_CACHE = Path("data/cache/timbre")
 
@@ -440,13 +440,18 @@ def bench_singer(
     the MFCC baseline and the encoder on clean, separated and mixture audio."""
     import torch
 
-    from embeddings.timbre import TimbreNet
+    from embeddings.timbre import TimbreNet, TimbreWeightsError
     from recsys.bench.singer import run
+    from recsys.corpus import CorpusError
 
     torch.set_num_threads(threads)
-    encoder = TimbreNet.load(weights) if weights else None
-    result = run(corpus, encoder=encoder, separator=separator, cache=cache,
-                 gender_train_max=gender_train_max)
+    try:
+        encoder = TimbreNet.load(weights) if weights else None
+        result = run(corpus, encoder=encoder, separator=separator, cache=cache,
+                     gender_train_max=gender_train_max)
+    except (CorpusError, TimbreWeightsError, RuntimeError) as e:
+        # no corpus, weights that do not load, a separator that does not load
+        fail(str(e))
     result.print()
     typer.echo(f"notes: {result.notes}")
     if json_out:
@@ -476,15 +481,24 @@ def plot_singers(
     import numpy as np
     from sklearn.manifold import TSNE
 
-    from embeddings.timbre import MfccBaseline, TimbreNet, artist_vector, load_pretrained
+    from embeddings.timbre import (
+        MfccBaseline,
+        TimbreNet,
+        TimbreWeightsError,
+        artist_vector,
+        load_pretrained,
+    )
     from recsys.bench.singer import embed_songs
     from recsys.bench.vocals import separated_path
-    from recsys.corpus import Corpus
+    from recsys.corpus import Corpus, CorpusError
 
     if model not in ("contrastive", "mfcc"):
         raise typer.BadParameter("--model is 'contrastive' or 'mfcc'")
-    c = Corpus(corpus)
-    encoder = TimbreNet.load(weights) if weights else load_pretrained()
+    try:
+        c = Corpus(corpus)
+        encoder = TimbreNet.load(weights) if weights else load_pretrained()
+    except (CorpusError, TimbreWeightsError) as e:
+        fail(str(e))
     label, sep = separator_option(separator)
     per_singer = defaultdict(list)
     # Songs with cached separated vocals first: separation is the slow part.

@@ -104,6 +104,7 @@ def _bad_inputs(d: Path, good: Path) -> dict[str, tuple[Path | bytes, type]]:
         "rate under 8 kHz": (_write(d / "low.wav", _tone(2, sr=4000), 4000),
                              audio.SampleRateTooLowError),
         "missing file": (d / "does-not-exist.wav", audio.NotAudioError),
+        "a folder": (d, audio.NotAudioError),
     }
 
 
