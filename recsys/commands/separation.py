@@ -145,6 +145,8 @@ def train_separator(
         _fail("--add-modules grows --init weights; a resumed run keeps its checkpoint's size")
     if ship is not None and (not ship or "/" in ship or "\\" in ship or ship.startswith(".")):
         _fail(f"--ship takes a plain name such as bsrnn-cpu, not {ship!r}")
+    if init is not None and not init.is_file():  # before minutes of loading audio
+        _fail(f"--init {init} does not exist")
     ckpt_path = out / "last.pt"
     if resume and not ckpt_path.exists():
         _fail(f"--resume: there is no {ckpt_path} to continue from")

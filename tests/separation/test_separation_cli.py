@@ -228,6 +228,7 @@ def test_train_separator_refuses_options_that_cannot_apply(tmp_path):
         (["--init", str(weights), "--config", "paper"], "keep theirs"),
         (["--resume"], "no " + str(tmp_path / "last.pt")),
         (["--ship", "../escape"], "plain name"),
+        (["--init", str(tmp_path / "missing.safetensors")], "does not exist"),  # before data
         (["--batch", "0"], "--batch"),
     ]
     for args, message in runs:
