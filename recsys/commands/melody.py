@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from recsys.commands import bench_app, separator_option, train_app
+from recsys.commands import bench_app, fail, separator_option, train_app
 
 
 def _progress():
@@ -22,11 +22,6 @@ def _progress():
         bar.update(tasks[stage], completed=done, total=total)
 
     return bar, update
-
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
 
 
 @train_app.command("melody")
@@ -86,7 +81,7 @@ already at --out that score better on val are kept (the new ones go to OUT-candi
         corpus = Corpus(data)
         model_config = TCAEConfig(channels=channels, layers=layers, frontend=frontend)
     except (CorpusError, MelodyModelError) as e:
-        _fail(str(e))
+        fail(str(e))
     label, sep = separator_option(separator)
     sep_cache = corpus_cache(cache, corpus)
     bar, update = _progress()
@@ -118,7 +113,7 @@ already at --out that score better on val are kept (the new ones go to OUT-candi
         songs, train_songs, hums, train_sep = split_data("train", max_songs, hums_per_song)
         val, _, val_hums, val_sep = split_data("val", 0, val_hums_per_song)
         if not train_songs:
-            _fail(f"{data} has no training songs with vocals")
+            fail(f"{data} has no training songs with vocals")
         # val selection: val hums against the train + val songs' (separated) vocals
         catalog = [(v, pitch.contour(v)) for v in train_sep + val_sep]
         queries = [(audio.load(h.hum), len(songs) + h.song) for h in val_hums]
@@ -213,7 +208,7 @@ def train_pitch(
         model_config = PitchNetConfig(channels=channels, layers=layers)
         start = PitchNet.load(init) if init else None
     except (CorpusError, PitchModelError) as e:
-        _fail(str(e))
+        fail(str(e))
     label, sep = separator_option(separator)
     bar, update = _progress()
 
@@ -248,7 +243,7 @@ def train_pitch(
         items = split_items("train", hums_per_song, bleed=True)
         val = split_items("val", 0, bleed=False)
         if not items or not val:
-            _fail(f"{data} needs train and val songs with vocals")
+            fail(f"{data} needs train and val songs with vocals")
         counts = {k: sum(it.kind == k for it in items) for k in ("clean", "separated", "hum")}
         typer.echo(f"train items: {counts}; val items: {len(val)}; separator {label}")
         config = PitchTrainConfig(steps=steps, batch=batch, lr=lr, eval_every=eval_every,
@@ -316,7 +311,7 @@ def bench_qbh(
                          cache=cache, weights=weights, extra=tuple(extra),
                          pitch_method=pitch_method, singers=singers, progress=update)
     except (CorpusError, ValueError, RuntimeError) as e:  # MelodyModelError included
-        _fail(str(e))
+        fail(str(e))
     result.print()
     typer.echo(f"notes: {result.notes}")
     if json_out:
@@ -347,7 +342,7 @@ def bench_pitch(
                          max_queries=max_queries, max_seconds=max_seconds,
                          methods=tuple(method), progress=update)
     except (CorpusError, ValueError, RuntimeError) as e:
-        _fail(str(e))
+        fail(str(e))
     result.print()
     if json_out:
         result.save(json_out)

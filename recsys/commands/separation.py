@@ -7,15 +7,10 @@ from pathlib import Path
 
 import typer
 
-from recsys.commands import app, bench_app, device_option, train_app
+from recsys.commands import app, bench_app, device_option, fail, train_app
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aiff",
                   ".aif", ".wma", ".webm"}
-
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
 
 
 def _progress():
@@ -140,25 +135,25 @@ def train_separator(
     torch.set_num_threads(threads)
     dev = device_option(device)
     if config is not None and (init is not None or resume):
-        _fail("--config sets the size of a new model; --init and --resume weights keep theirs")
+        fail("--config sets the size of a new model; --init and --resume weights keep theirs")
     if resume and add_modules:
-        _fail("--add-modules grows --init weights; a resumed run keeps its checkpoint's size")
+        fail("--add-modules grows --init weights; a resumed run keeps its checkpoint's size")
     if ship is not None and (not ship or "/" in ship or "\\" in ship or ship.startswith(".")):
-        _fail(f"--ship takes a plain name such as bsrnn-cpu, not {ship!r}")
+        fail(f"--ship takes a plain name such as bsrnn-cpu, not {ship!r}")
     if init is not None and not init.is_file():  # before minutes of loading audio
-        _fail(f"--init {init} does not exist")
+        fail(f"--init {init} does not exist")
     ckpt_path = out / "last.pt"
     if resume and not ckpt_path.exists():
-        _fail(f"--resume: there is no {ckpt_path} to continue from")
+        fail(f"--resume: there is no {ckpt_path} to continue from")
     unlabeled_corpus = None  # --unlabeled when it is a corpus, read once and checked early
     if unlabeled is not None:
         if not unlabeled.is_dir():
-            _fail(f"--unlabeled {unlabeled} is not a folder")
+            fail(f"--unlabeled {unlabeled} is not a folder")
         if (unlabeled / "corpus.json").exists():
             try:
                 unlabeled_corpus = Corpus(unlabeled)
             except CorpusError as e:
-                _fail(f"--unlabeled: {e}")
+                fail(f"--unlabeled: {e}")
     try:
         corpus = Corpus(data)
         model_config = BSRNNConfig.named(config or "cpu")
@@ -166,13 +161,13 @@ def train_separator(
         # join, less those by --data's test singers or on any of --data's tunes
         extra_songs = [s for e in extra for s in extension_songs(corpus, Corpus(e), None)]
     except (CorpusError, ValueError) as e:
-        _fail(str(e))
+        fail(str(e))
     songs = corpus.songs("train")
     if max_songs:
         songs = songs[:max_songs]
     songs += extra_songs
     if not songs:
-        _fail(f"{data} has no training songs")
+        fail(f"{data} has no training songs")
     t0 = time.time()
     vocals, accompaniment = [], []
     try:
@@ -183,7 +178,7 @@ def train_separator(
             accompaniment.append(a[:n])
         val_items = _val_excerpts(corpus.songs("val"), 10.0, val_songs)
     except AudioError as e:
-        _fail(f"corpus audio could not be read: {e}")
+        fail(f"corpus audio could not be read: {e}")
     minutes = sum(map(len, vocals)) / SAMPLE_RATE / 60
     typer.echo(f"train: {len(songs)} songs ({len(extra_songs)} from --extra, {minutes:.1f} "
                f"min); val: {len(val_items)} excerpts; device {dev}; "
@@ -198,16 +193,16 @@ def train_separator(
         model.load_state_dict(ckpt["model"])
     elif init_path is not None:
         if not init_path.exists():
-            _fail(f"--init {init_path} does not exist")
+            fail(f"--init {init_path} does not exist")
         try:
             model, _ = BSRNN.load(init_path)
         except Exception as e:  # a missing JSON, a damaged or foreign file
-            _fail(f"--init {init_path} could not be loaded as BSRNN weights: {e}")
+            fail(f"--init {init_path} could not be loaded as BSRNN weights: {e}")
     else:
         model = BSRNN(model_config)
     if add_modules:
         if init_path is None:
-            _fail("--add-modules grows the --init weights; give --init")
+            fail("--add-modules grows the --init weights; give --init")
         model = model.grown(add_modules)
     pools = Pools(vocals, accompaniment)
     # every singer and tune the weights have heard, so a benchmark can prove it never scores
@@ -246,7 +241,7 @@ def train_separator(
                 separator.separate, mixtures(bar, task), int(segment * SAMPLE_RATE),
                 threshold_db, on_item=lambda: bar.advance(task))
         if not items:
-            _fail(f"no readable audio in {unlabeled}")
+            fail(f"no readable audio in {unlabeled}")
         heard_singers |= {x.singer_id for x in items if getattr(x, "singer_id", None)}
         heard_tunes |= {x.tune_id for x in items if getattr(x, "tune_id", None)}
         pools.pseudo_vocals, pools.pseudo_accompaniment = pv, pa
@@ -281,7 +276,7 @@ def train_separator(
                         meta=meta, on_step=on_step, on_epoch=on_epoch)
     best = out / "best.safetensors"
     if not best.exists():
-        _fail(f"no weights were written to {best}")
+        fail(f"no weights were written to {best}")
     seconds = sum(h["seconds"] for h in history)
     typer.echo(f"trained {len(history)} epochs ({seconds / 60:.1f} min); best weights: {best}")
     if ship:
@@ -319,21 +314,21 @@ def separate(
     torch.set_num_threads(threads)
     dev = device_option(device)
     if out.exists() and not out.is_dir():
-        _fail(f"--out {out} is a file, not a folder")
+        fail(f"--out {out} is a file, not a folder")
     if shifts > 1 and model != "bsrnn":
-        _fail(f"--shifts applies to the bsrnn model only, not {model}")
+        fail(f"--shifts applies to the bsrnn model only, not {model}")
     stems: dict[str, Path] = {}
     for path in files:
         stem = _stem(path)
         if stem in stems and stems[stem] != path:
-            _fail(f"{stems[stem]} and {path} would both write {stem}.vocals.wav; "
+            fail(f"{stems[stem]} and {path} would both write {stem}.vocals.wav; "
                   "separate them into different --out folders")
         stems[stem] = path
     try:
         sep = (load_pretrained(device=dev, shifts=shifts) if model == "bsrnn"
                else load_separator(model))
     except (UnknownModelError, FileNotFoundError) as e:
-        _fail(str(e.args[0]) if e.args else str(e))
+        fail(str(e.args[0]) if e.args else str(e))
     failed = 0
     with _progress() as bar:
         task = bar.add_task("separating", total=len(files), info="")
@@ -404,7 +399,7 @@ def bench_separation(
                      threads=threads, progress=True, separator=separator, singers=singers,
                      shifts=tuple(shifts))
     except (CorpusError, FileNotFoundError, ValueError, RuntimeError) as e:
-        _fail(str(e))
+        fail(str(e))
     result.print()
     if json_out:
         result.save(json_out)

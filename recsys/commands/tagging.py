@@ -11,12 +11,7 @@ from pathlib import Path
 
 import typer
 
-from recsys.commands import bench_app, device_option, train_app
-
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
+from recsys.commands import bench_app, device_option, fail, train_app
 
 
 def _progress():
@@ -76,12 +71,12 @@ def corpus_dataset(corpus, split: str, config, cache_dir: Path, extra=()):
         songs = corpus.songs(split) + [s for e in extra
                                        for s in extension_songs(corpus, e, split)]
     except CorpusError as e:
-        _fail(str(e))
+        fail(str(e))
     if not songs:
-        _fail(f"{corpus.root} has no songs in split {split!r}")
+        fail(f"{corpus.root} has no songs in split {split!r}")
     missing = [str(s.mixture) for s in songs if not s.mixture.exists()]
     if missing:
-        _fail(f"{len(missing)} mixture files are missing, e.g. {missing[0]}")
+        fail(f"{len(missing)} mixture files are missing, e.g. {missing[0]}")
     return cached_dataset(split, [s.mixture for s in songs], [s.tags for s in songs],
                           corpus.vocabulary, config, cache_dir)
 
@@ -91,7 +86,7 @@ def mtat_dataset(mtat, split: str, config, cache_dir: Path):
     ``recsys.datasets.MTAT_SPLITS``) with their top-50 tags."""
     clips = mtat.split(split)
     if not clips:
-        _fail(f"MagnaTagATune has no clips with audio in split {split!r}")
+        fail(f"MagnaTagATune has no clips with audio in split {split!r}")
     return cached_dataset(f"mtat-{split}", [c.path for c in clips], [c.tags for c in clips],
                           mtat.vocabulary, config, cache_dir, skip_unreadable=True)
 
@@ -103,9 +98,9 @@ def _training_data(data: Path | None, mtat: Path | None, extra: list[Path] = ())
     from recsys.datasets import DatasetError, load_magnatagatune
 
     if (data is None) == (mtat is None):
-        _fail("give exactly one of --data CORPUS and --mtat MAGNATAGATUNE_DIR")
+        fail("give exactly one of --data CORPUS and --mtat MAGNATAGATUNE_DIR")
     if extra and mtat is not None:
-        _fail("--extra adds corpora to --data, not to --mtat")
+        fail("--extra adds corpora to --data, not to --mtat")
     try:
         if mtat is not None:
             ds = load_magnatagatune(mtat)
@@ -116,7 +111,7 @@ def _training_data(data: Path | None, mtat: Path | None, extra: list[Path] = ())
         corpus = Corpus(data)
         extras = [Corpus(e) for e in extra]
     except (CorpusError, DatasetError) as e:
-        _fail(str(e))
+        fail(str(e))
     return corpus.vocabulary, partial(corpus_dataset, corpus, extra=extras)
 
 
@@ -179,7 +174,7 @@ def train_tagger(
     from recsys.settings import get_settings
 
     if no_joint and baseline:
-        _fail("--no-joint and --baseline train different models; pick one")
+        fail("--no-joint and --baseline train different models; pick one")
     dev = device_option(device)
     torch.set_num_threads(max(1, threads))
     vocabulary, dataset = _training_data(data, mtat, extra)
@@ -259,7 +254,7 @@ def bench_tagging(
     from recsys.datasets import DatasetError
 
     if (corpus is None) == (mtat is None):
-        _fail("give exactly one of --corpus CORPUS and --mtat MAGNATAGATUNE_DIR")
+        fail("give exactly one of --corpus CORPUS and --mtat MAGNATAGATUNE_DIR")
     torch.set_num_threads(max(1, threads))
     try:
         systems = load_systems(weights)
@@ -269,7 +264,7 @@ def bench_tagging(
                 mtat or corpus, split=split, systems=systems, limit=limit or None,
                 progress=lambda i, n: progress.update(task, completed=i, total=n))
     except (AudioError, CorpusError, DatasetError, TaggerError, TaggerWeightsError) as e:
-        _fail(str(e))
+        fail(str(e))
     result.print()
     diff = result.notes.get("je_minus_no_je")
     if diff:
