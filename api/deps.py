@@ -80,6 +80,8 @@ def parse_filter(raw: str | dict | None) -> dict | None:
     except json.JSONDecodeError as e:
         raise ApiError(400, "bad_filter", f"filter is not valid JSON ({e.msg} at "
                        f"character {e.pos})") from None
+    except RecursionError:
+        raise ApiError(400, "bad_filter", "filter is nested too deeply") from None
     if value is None:
         return None
     if not isinstance(value, dict):
@@ -115,9 +117,13 @@ def paging(
 PagingDep = Annotated[Paging, Depends(paging)]
 
 
+# ids and offsets are 64-bit integers in SQL; a larger number is a 422, not a driver error
+MAX_INT64 = 2**63 - 1
+
+
 def list_paging(
     limit: Annotated[int, Query(ge=1, le=100, description="How many items (1-100).")] = 10,
-    offset: Annotated[int, Query(ge=0, description="Items to skip.")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT64, description="Items to skip.")] = 0,
     filter: Annotated[str | None, Query(
         description='Qdrant-like filter as a JSON string, e.g. '
                     '`{"must": [{"key": "gender", "match": {"value": "female"}}]}`.')] = None,

@@ -57,9 +57,13 @@ class SearchResponse(BaseModel):
         "took_ms": 8.1}]})
 
 
+MAX_QUERY_TAGS = 50  # each tag is one more condition in the search's SQL
+
+
 class TagSearchRequest(BaseModel):
-    tags: list[str] = Field(default_factory=list, description="Every one is required (AND).")
-    not_: list[str] = Field(default_factory=list, alias="not",
+    tags: list[str] = Field(default_factory=list, max_length=MAX_QUERY_TAGS,
+                            description="Every one is required (AND).")
+    not_: list[str] = Field(default_factory=list, alias="not", max_length=MAX_QUERY_TAGS,
                             description="None of these may be present (NOT).")
     text: str | None = Field(None, max_length=500,
                              description="Free text, mapped to tags by a sentence model.")

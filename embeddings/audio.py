@@ -29,6 +29,9 @@ MAX_CHANNELS = 8
 MIN_SOURCE_RATE = 8_000
 DEFAULT_MAX_SECONDS = 20 * 60.0
 DEFAULT_MIN_SECONDS = 1.0
+# floating-point files may go past full scale (1.0), but not by 60 dB: such samples are
+# damage, and their squares overflow the float32 spectra every model computes
+MAX_PEAK = 1000.0
 BLOCK_SECONDS = 10.0
 
 
@@ -215,9 +218,17 @@ def _decode_soundfile(path: Path, info: AudioInfo, label: str) -> np.ndarray:
 
 def _mono_checked(chunk: np.ndarray, label: str) -> np.ndarray:
     mono = chunk.mean(axis=1, dtype=np.float32) if chunk.shape[1] > 1 else chunk[:, 0]
+    _check_samples(mono, label)
+    return mono
+
+
+def _check_samples(mono: np.ndarray, label: str) -> None:
     if not np.isfinite(mono).all():
         raise InvalidSamplesError(f"{label}: the audio contains NaN or infinite samples")
-    return mono
+    peak = float(np.abs(mono).max()) if len(mono) else 0.0
+    if peak > MAX_PEAK:
+        raise InvalidSamplesError(f"{label}: samples reach {peak:.3g}, far beyond full scale "
+                                  "(1.0); the file looks damaged")
 
 
 def _append(out, filled, mono, resampler, last) -> int:
@@ -290,9 +301,11 @@ def _decode_ffmpeg(path: Path, info: AudioInfo, label: str) -> np.ndarray:
             pending = raw[usable:]
             frames = np.frombuffer(raw[:usable], dtype=np.float32).reshape(-1, channels)
             chunk = frames.mean(axis=1, dtype=np.float32)
-            if not np.isfinite(chunk).all():
+            try:
+                _check_samples(chunk, label)
+            except InvalidSamplesError:
                 proc.kill()
-                raise InvalidSamplesError(f"{label}: the audio contains NaN or infinite samples")
+                raise
             if filled + len(chunk) > len(out):  # duration was unknown or understated
                 out = np.concatenate([out[:filled], np.empty(len(out), dtype=np.float32)])
             out[filled : filled + len(chunk)] = chunk

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from typing import Any
 
 from sqlalchemy import and_, exists, false, not_, or_, select, true
@@ -22,6 +23,12 @@ from sqlalchemy.sql import ColumnElement, Select
 from index.models import Artist, Tag, Track, TrackTag
 
 DEFAULT_MIN_SCORE = 0.5
+# bounds that keep a filter's SQL within what the databases accept (SQLite refuses an
+# expression tree deeper than 1000) and its validation within Python's recursion limit
+MAX_DEPTH = 8
+MAX_CONDITIONS = 200
+MAX_ANY = 1000
+INT64 = 2**63
 GENDER_TAGS = {"male": "male vocal", "female": "female vocal"}
 _KEYS = ("tag", "gender", "artist", "artist_id", "track_id", "title", "duration")
 _RANGE_OPS = ("gt", "gte", "lt", "lte")
@@ -40,9 +47,14 @@ def parse_filter(filter: dict | str | None) -> dict | None:
             filter = json.loads(filter)
         except json.JSONDecodeError as e:
             raise FilterError(f"filter is not valid JSON: {e}") from None
+        except RecursionError:
+            raise FilterError(f"filter: nested more than {MAX_DEPTH} levels deep") from None
     else:
-        filter = copy.deepcopy(filter)  # validation normalises clauses in place
-    _check_filter(filter, "filter")
+        try:
+            filter = copy.deepcopy(filter)  # validation normalises clauses in place
+        except RecursionError:
+            raise FilterError(f"filter: nested more than {MAX_DEPTH} levels deep") from None
+    _check_filter(filter, "filter", _Budget())
     return filter
 
 
@@ -59,7 +71,21 @@ def track_ids_query(filter: dict | str | None) -> Select:
 
 # ---- validation ---------------------------------------------------------------------------
 
-def _check_filter(f: Any, where: str) -> None:
+class _Budget:
+    """Conditions left to a filter being checked, across all its nesting."""
+
+    def __init__(self) -> None:
+        self.conditions = MAX_CONDITIONS
+
+    def spend(self, where: str) -> None:
+        self.conditions -= 1
+        if self.conditions < 0:
+            raise FilterError(f"{where}: a filter holds at most {MAX_CONDITIONS} conditions")
+
+
+def _check_filter(f: Any, where: str, budget: _Budget, depth: int = 1) -> None:
+    if depth > MAX_DEPTH:
+        raise FilterError(f"{where}: filters nest at most {MAX_DEPTH} levels deep")
     if not isinstance(f, dict):
         raise FilterError(f"{where}: expected an object with must / should / must_not")
     unknown = set(f) - {"must", "should", "must_not"}
@@ -75,15 +101,16 @@ def _check_filter(f: Any, where: str) -> None:
         if not isinstance(conds, list):
             raise FilterError(f"{where}.{clause}: expected a list of conditions")
         for i, cond in enumerate(conds):
-            _check_condition(cond, f"{where}.{clause}[{i}]")
+            _check_condition(cond, f"{where}.{clause}[{i}]", budget, depth)
 
 
-def _check_condition(c: Any, where: str) -> None:
+def _check_condition(c: Any, where: str, budget: _Budget, depth: int) -> None:
+    budget.spend(where)
     if not isinstance(c, dict):
         raise FilterError(f"{where}: expected a condition object")
     if "key" not in c:
         if set(c) & {"must", "should", "must_not"}:
-            return _check_filter(c, where)
+            return _check_filter(c, where, budget, depth + 1)
         raise FilterError(f"{where}: a condition needs a \"key\" (one of {', '.join(_KEYS)})")
     key = c["key"]
     if key not in _KEYS:
@@ -115,6 +142,8 @@ def _check_condition(c: Any, where: str) -> None:
     values = m["any"] if "any" in m else [m["value"]]
     if "any" in m and (not isinstance(values, list) or not values):
         raise FilterError(f"{where}.match.any: expected a non-empty list")
+    if len(values) > MAX_ANY:
+        raise FilterError(f"{where}.match.any: at most {MAX_ANY} values")
     for v in values:
         _check_value(key, v, f"{where}.match")
     return None
@@ -122,8 +151,8 @@ def _check_condition(c: Any, where: str) -> None:
 
 def _check_value(key: str, v: Any, where: str) -> None:
     if key in ("artist_id", "track_id"):
-        if not isinstance(v, int) or isinstance(v, bool):
-            raise FilterError(f"{where}: {key} takes integer ids, got {v!r}")
+        if not isinstance(v, int) or isinstance(v, bool) or not -INT64 <= v < INT64:
+            raise FilterError(f"{where}: {key} takes integer ids (64-bit), got {v!r}")
     elif key == "duration":
         if not _is_number(v):
             raise FilterError(f"{where}: duration takes a number of seconds, got {v!r}")
@@ -135,7 +164,12 @@ def _check_value(key: str, v: Any, where: str) -> None:
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
+    """A finite int or float a database column can compare with (a 64-bit int at most)."""
+    if isinstance(v, bool):
+        return False
+    if isinstance(v, int):
+        return -INT64 <= v < INT64
+    return isinstance(v, float) and math.isfinite(v)
 
 
 # ---- SQL ----------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from embeddings import audio
 from embeddings.base import l2_normalize
+from index.catalog import InputError
 from recsys.metadata import SongSource, bytes_hash, content_hash
 from recsys.pipeline import (
     GENDER_TAGS,
@@ -83,6 +84,10 @@ def ingest_one(source: SongSource, catalog, models: Models, report: IngestReport
         )
     except audio.AudioError as e:
         report.failed.append((source.path, str(e)))
+        return "failed"
+    except InputError as e:  # the analysis gave what the catalog cannot store
+        report.failed.append((source.path, f"{source.path.name}: the models' output could "
+                              f"not be stored ({e})"))
         return "failed"
     except OSError as e:
         report.failed.append((source.path, f"{source.path.name}: cannot read ({e.strerror})"))

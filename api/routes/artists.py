@@ -9,21 +9,22 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
 
-from api.deps import CatalogDep, PagingDep, ServiceDep
+from api.deps import MAX_INT64, CatalogDep, PagingDep, ServiceDep
 from api.schemas import ERROR_RESPONSES, Page, SearchResponse, SingerMap
 from api.views import artist_view, found_artist, public_answer, track_view
 
 router = APIRouter(tags=["artists"], responses=ERROR_RESPONSES)
 
 GENDER_TAGS = {"male vocal": "male", "female vocal": "female"}
-ArtistId = Annotated[int, PathParam(ge=1, description="Artist id.", examples=[3])]
+ArtistId = Annotated[int, PathParam(ge=1, le=MAX_INT64, description="Artist id.",
+                                    examples=[3])]
 
 
 @router.get("/artists", response_model=Page, summary="List artists")
 def list_artists(
     catalog: CatalogDep,
     limit: Annotated[int, Query(ge=1, le=100, description="How many artists (1-100).")] = 10,
-    offset: Annotated[int, Query(ge=0, description="Artists to skip.")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT64, description="Artists to skip.")] = 0,
     name: Annotated[str | None, Query(max_length=255,
                                       description="Only names containing this.")] = None,
 ) -> Page:

@@ -7,11 +7,12 @@ import time
 from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 
 from api.deps import (
+    MAX_INT64,
     ApiKeyDep,
     CatalogDep,
     ListPagingDep,
@@ -35,7 +36,8 @@ from api.views import found_track, public_answer, track_view
 
 router = APIRouter(prefix="/tracks", tags=["tracks"], responses=ERROR_RESPONSES)
 
-TrackId = Annotated[int, PathParam(ge=1, description="Track id.", examples=[12])]
+TrackId = Annotated[int, PathParam(ge=1, le=MAX_INT64, description="Track id.",
+                                   examples=[12])]
 MAX_USER_TAGS = 20
 
 
@@ -58,9 +60,12 @@ def get_track(track_id: TrackId, catalog: CatalogDep) -> dict:
 
 
 @router.post("", response_model=UploadResponse, status_code=201, summary="Upload a song",
-             responses={**WRITE_RESPONSES, **UPLOAD_RESPONSES})
+             responses={**WRITE_RESPONSES, **UPLOAD_RESPONSES, 200: {
+                 "model": UploadResponse, "description": "The same audio is already a "
+                 "track: its id, with `status` \"existing\""}})
 def upload_track(
     request: Request,
+    response: Response,
     catalog: CatalogDep,
     service: ServiceDep,
     settings: SettingsDep,
@@ -71,8 +76,8 @@ def upload_track(
     tags: Annotated[str | None, Form(
         description="Comma-separated tags given by the uploader.")] = None,
 ) -> UploadResponse:
-    """Ingest one song: separate the voice, embed it, tag it and add it to the catalog.
-    The same audio twice is one track (`status` is then `"existing"`)."""
+    """Ingest one song: separate the voice, embed it, tag it and add it to the catalog
+    (201). The same audio twice is one track: `status` is then `"existing"` (200)."""
     from recsys.ingest import IngestReport, ingest_one
     from recsys.metadata import SongSource, bytes_hash
 
@@ -82,8 +87,9 @@ def upload_track(
         raise ApiError(422, "bad_tags", f"give at most {MAX_USER_TAGS} tags of at most "
                        "128 characters each")
     digest = bytes_hash(data)
-    existed = any((settings.data_dir / "uploads").glob(f"{digest}.*"))
+    before = {f.resolve() for f in (settings.data_dir / "uploads").glob(f"{digest}.*")}
     path = store_upload(data, digest, file.filename, settings)
+    stored_now = path not in before  # only a file this request wrote may be removed again
     name = Path(file.filename or "upload").stem.replace("_", " ").strip() or "upload"
     source = SongSource(path, (title or name).strip(), (artist or "Unknown artist").strip(),
                         user_tags)
@@ -93,15 +99,21 @@ def upload_track(
         status = ingest_one(source, catalog, service.models, report,
                             max_seconds=settings.max_audio_seconds)
     if status == "failed":
-        if not existed:
+        if stored_now:
             path.unlink(missing_ok=True)
         message = report.failed[0][1] if report.failed else "the file could not be ingested"
         raise ApiError(422, "audio_rejected", message.replace(str(path.name), file.filename
                                                                or "upload"))
     track_id = (report.added or report.existing)[0][1]
+    track = found_track(catalog, track_id)
+    if status == "existing":
+        # the same audio is already a track, from another file (a CLI ingest, or this
+        # upload under another extension): the copy just stored would be read by nothing
+        response.status_code = 200
+        if stored_now and Path(track.source_uri or "").resolve() != path:
+            path.unlink(missing_ok=True)
     request.app.state.map_cache.clear()
-    return UploadResponse(id=track_id, status=status,
-                          track=track_view(found_track(catalog, track_id)))
+    return UploadResponse(id=track_id, status=status, track=track_view(track))
 
 
 @router.delete("/{track_id}", response_model=Deleted, summary="Delete a track",

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -138,6 +139,14 @@ def test_delete_unknown_is_404(client, api_key):
     _error(client.delete(f"/tracks/{MISSING}", headers={"X-API-Key": api_key}), 404)
 
 
+@pytest.mark.parametrize("path", [
+    "/tracks/{n}", "/tracks/{n}/audio", "/tracks/{n}/similar", "/artists/{n}",
+    "/artists/{n}/similar", "/tracks?offset={n}", "/artists?offset={n}",
+])
+def test_ids_and_offsets_past_64_bits_are_422(client, path):
+    _error(client.get(path.format(n=2**63)), 422, "invalid_request")
+
+
 def test_unknown_route_and_method(client):
     _error(client.get("/nothing/here"), 404, "not_found", says="/nothing/here")
     _error(client.put("/tags"), 405, "method_not_allowed")
@@ -150,6 +159,42 @@ def test_bad_filter_is_400(client, flt, track_ids):
     _error(client.get("/tracks", params={"filter": flt}), 400, "bad_filter", says="filter")
     artist = client.get(f"/tracks/{track_ids[0]}").json()["artist_id"]
     _error(client.get(f"/artists/{artist}/similar", params={"filter": flt}), 400, "bad_filter")
+
+
+def _nested(levels: int) -> str:
+    """JSON text of a filter nested ``levels`` deep (written as text: Python's JSON encoder
+    itself gives up at a few hundred levels)."""
+    return '{"must": [' * levels + '{"key": "artist_id", "match": {"value": 1}}' + \
+        "]}" * levels
+
+
+@pytest.mark.parametrize("flt", [
+    json.dumps({"must": [{"key": "artist_id", "match": {"value": 10**23}}]}),
+    json.dumps({"must": [{"key": "duration", "range": {"gte": -(10**30)}}]}),
+    _nested(20),
+    _nested(500),
+    json.dumps({"should": [{"key": "artist_id", "match": {"value": 1}}] * 300}),
+    json.dumps({"must": [{"key": "track_id", "match": {"any": list(range(1, 1200))}}]}),
+], ids=["huge id", "huge range", "20 levels", "500 levels", "300 conditions", "1200 ids"])
+def test_filters_beyond_the_limits_are_400(client, flt, track_ids):
+    for path in ("/tracks", f"/tracks/{track_ids[0]}/similar"):
+        _error(client.get(path, params={"filter": flt}), 400, "bad_filter")
+    tag = client.get("/tags").json()["vocabulary"][0]
+    body = f'{{"tags": [{json.dumps(tag)}], "filter": {flt}}}'
+    response = client.post("/search/tags", content=body.encode(),
+                           headers={"Content-Type": "application/json"})
+    assert response.status_code in (400, 422), response.text  # ours, or the JSON parser's
+
+
+def test_a_filter_within_the_limits_still_works(client):
+    flt = {"should": [{"key": "artist_id", "match": {"value": i}} for i in range(1, 150)]}
+    assert client.get("/tracks", params={"filter": json.dumps(flt)}).status_code == 200
+
+
+def test_too_many_tags_in_one_search_is_422(client):
+    tag = client.get("/tags").json()["vocabulary"][0]
+    _error(client.post("/search/tags", json={"tags": [tag] * 1000}), 422, says="tags")
+    _error(client.post("/search/tags", json={"tags": [tag], "not": ["drums"] * 1500}), 422)
 
 
 def test_bad_filter_in_tag_search_is_400(client):

@@ -157,7 +157,7 @@ def test_singer_map_places_every_artist(client, ingested):
     assert second["points"] == first["points"]
 
 
-def test_upload_then_delete(client, clip_wav, ingested, api_key):
+def test_upload_then_delete(client, clip_wav, ingested, api_key, api_settings):
     """A new song goes through ingest and comes back out; the catalog ends as it began."""
     import soundfile as sf
 
@@ -179,9 +179,14 @@ def test_upload_then_delete(client, clip_wav, ingested, api_key):
     try:
         assert catalog.count_tracks() == before + 1
         assert client.get(f"/tracks/{track_id}/audio").status_code == 200
-        again = client.post("/tracks", headers=headers, files={
-            "file": ("same.flac", buffer.getvalue(), "audio/flac")}).json()
-        assert (again["id"], again["status"]) == (track_id, "existing")
+        uploads = sorted((api_settings.data_dir / "uploads").glob("*"))
+        for name in ("same.flac", "same under another name.wav"):
+            again = client.post("/tracks", headers=headers, files={
+                "file": (name, buffer.getvalue(), "audio/flac")})
+            assert again.status_code == 200, again.text  # nothing was created
+            assert (again.json()["id"], again.json()["status"]) == (track_id, "existing")
+            # no second copy of the same audio is kept, under any extension
+            assert sorted((api_settings.data_dir / "uploads").glob("*")) == uploads
     finally:
         deleted = client.delete(f"/tracks/{track_id}", headers=headers)
     assert deleted.json() == {"id": track_id, "deleted": True}

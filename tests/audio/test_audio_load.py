@@ -91,6 +91,7 @@ def _bad_inputs(d: Path, good: Path) -> dict[str, tuple[Path | bytes, type]]:
     nan = _tone(2.0, channels=1)
     nan[1000] = np.nan
     many = np.zeros((16_000 * 2, 10), dtype=np.float32)
+    damaged = _tone(2.0, channels=1) * 1e30  # finite, but no audio is 600 dB loud
     return {
         "empty file": (empty, audio.EmptyAudioError),
         "empty bytes": (b"", audio.EmptyAudioError),
@@ -99,6 +100,11 @@ def _bad_inputs(d: Path, good: Path) -> dict[str, tuple[Path | bytes, type]]:
         "text renamed .flac": (text_flac, audio.NotAudioError),
         "truncated stream": (truncated, audio.CorruptAudioError),
         "nan samples": (_write(d / "nan.wav", nan, SR_IN, "FLOAT"), audio.InvalidSamplesError),
+        "samples far past full scale": (_write(d / "damaged.wav", damaged, SR_IN, "FLOAT"),
+                                        audio.InvalidSamplesError),
+        "the same, through ffmpeg": (_ffmpeg(_write(d / "damaged2.wav", damaged, SR_IN, "FLOAT"),
+                                             d / "damaged.mka", "-c:a", "pcm_f32le"),
+                                     audio.InvalidSamplesError),
         "too short": (_write(d / "short.wav", _tone(0.4), SR_IN), audio.TooShortError),
         "too many channels": (_write(d / "ten.wav", many, 16_000), audio.TooManyChannelsError),
         "rate under 8 kHz": (_write(d / "low.wav", _tone(2, sr=4000), 4000),
