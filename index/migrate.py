@@ -35,9 +35,19 @@ def _run(fn, url: str, revision: str) -> None:
     engine = make_engine(url)
     try:
         with engine.begin() as conn:
+            sqlite = conn.dialect.name == "sqlite"
+            if sqlite:
+                # a rebuilt table (batch mode) is dropped and renamed: with foreign keys on,
+                # the drop would cascade to every row that refers to it. The pragma only
+                # works outside a transaction, so it comes first; the connection is
+                # disposed of afterwards, and new ones switch them on again (index.db).
+                conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
             cfg = alembic_config(url)
             cfg.attributes["connection"] = conn
             fn(cfg, revision)
+            if sqlite and (broken := conn.exec_driver_sql("PRAGMA foreign_key_check").all()):
+                raise DatabaseError(f"migration to {revision!r} left rows whose references "
+                                    f"are broken (first: {broken[0]})")
     except SQLAlchemyError as e:
         raise DatabaseError(f"migration to {revision!r} failed: {e}") from e
     finally:

@@ -53,6 +53,7 @@ def _now():
 
 class Artist(Base):
     __tablename__ = "artists"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids never reused (migration 0002)
 
     id: Mapped[int] = mapped_column(Key, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(255), unique=True)
@@ -78,6 +79,7 @@ class Track(Base):
     __table_args__ = (
         CheckConstraint("status IN ('pending', 'ready')", name="status"),
         CheckConstraint("duration >= 0", name="duration"),
+        {"sqlite_autoincrement": True},  # ids never reused (migration 0002)
     )
 
 

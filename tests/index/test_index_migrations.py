@@ -33,6 +33,40 @@ def test_upgrade_and_downgrade(db_url):
     assert tables(db_url) == TABLES
 
 
+def test_ids_of_deleted_tracks_are_never_reused_and_0002_keeps_every_row(db_url):
+    from sqlalchemy import text
+
+    from index.db import make_engine
+
+    upgrade(db_url, "0001")
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO artists (name) VALUES ('a')"))
+            for i in range(3):
+                conn.execute(text("INSERT INTO tracks (content_hash, title, artist_id, "
+                                  "duration, status) VALUES (:h, 't', 1, 1.0, 'ready')"),
+                             {"h": f"h{i}"})
+            conn.execute(text('INSERT INTO windows (track_id, start, "end", voiced) '
+                              "SELECT id, 0, 1, true FROM tracks"))
+    finally:
+        engine.dispose()
+    upgrade(db_url)  # 0002 rebuilds the SQLite tables
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            assert conn.execute(text("SELECT id FROM tracks ORDER BY id")).scalars().all() == \
+                [1, 2, 3]
+            assert conn.execute(text("SELECT count(*) FROM windows")).scalar() == 3
+            conn.execute(text("DELETE FROM tracks WHERE id = 3"))
+            assert conn.execute(text("SELECT count(*) FROM windows")).scalar() == 2  # cascade
+            conn.execute(text("INSERT INTO tracks (content_hash, title, duration, status) "
+                              "VALUES ('h9', 'new', 1.0, 'ready')"))
+            assert conn.execute(text("SELECT max(id) FROM tracks")).scalar() == 4
+    finally:
+        engine.dispose()
+
+
 def test_catalog_refuses_a_database_that_is_not_migrated(db_url, tmp_path):
     with pytest.raises(DatabaseError, match="recsys db upgrade"):
         Catalog(db_url, tmp_path / "idx")
