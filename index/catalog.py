@@ -62,6 +62,11 @@ class InputError(CatalogError, ValueError):
     """A track, query or argument that cannot be stored or searched as given."""
 
 
+def _storable_id(value: int) -> bool:
+    """Whether ``value`` fits the 64-bit integer ids of every table."""
+    return -(2**63) <= int(value) < 2**63
+
+
 # ---- inputs and outputs -----------------------------------------------------------------
 
 @dataclass
@@ -514,6 +519,8 @@ class Catalog:
                           score.astype(np.float64))
 
     def get_track(self, track_id: int) -> TrackRecord | None:
+        if not _storable_id(track_id):  # no such row; the driver would raise on it
+            return None
         records = self._track_records(select(Track).where(Track.id == int(track_id)))
         return records[0] if records else None
 
@@ -550,6 +557,8 @@ class Catalog:
             return int(count), int(top or 0), latest
 
     def get_artist(self, artist_id: int) -> ArtistRecord | None:
+        if not _storable_id(artist_id):
+            return None
         found = self._artist_records(select(Artist.id).where(Artist.id == int(artist_id)))
         return found[0] if found else None
 

@@ -157,7 +157,7 @@ def _check_value(key: str, v: Any, where: str) -> None:
         if not _is_number(v):
             raise FilterError(f"{where}: duration takes a number of seconds, got {v!r}")
     elif key == "gender":
-        if v not in GENDER_TAGS:
+        if not isinstance(v, str) or v not in GENDER_TAGS:
             raise FilterError(f"{where}: gender is \"male\" or \"female\", got {v!r}")
     elif not isinstance(v, str) or not v:
         raise FilterError(f"{where}: {key} takes a non-empty string, got {v!r}")

@@ -10,6 +10,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy.exc import SQLAlchemyError
 
 from index.db import DatabaseError, make_engine
@@ -32,6 +33,8 @@ def alembic_config(url: str | None = None) -> Config:
 
 
 def _run(fn, url: str, revision: str) -> None:
+    if not revision.strip():
+        raise DatabaseError("give a revision: 'head', 'base' or an id such as '0002'")
     engine = make_engine(url)
     try:
         with engine.begin() as conn:
@@ -49,7 +52,11 @@ def _run(fn, url: str, revision: str) -> None:
                 raise DatabaseError(f"migration to {revision!r} left rows whose references "
                                     f"are broken (first: {broken[0]})")
     except SQLAlchemyError as e:
-        raise DatabaseError(f"migration to {revision!r} failed: {e}") from e
+        # the driver's own message, without SQLAlchemy's statement dump and web link
+        raise DatabaseError(f"migration to {revision!r} failed: "
+                            f"{getattr(e, 'orig', None) or e}") from e
+    except CommandError as e:  # an unknown revision, or a relative step past either end
+        raise DatabaseError(f"no migration to {revision!r}: {e}") from e
     finally:
         engine.dispose()
 

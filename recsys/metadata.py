@@ -58,7 +58,10 @@ def discover(paths: list[Path]) -> list[SongSource]:
         if not root.exists():
             files = [root]  # reported as a bad file by ingest, with its reason
         for path in files:
-            resolved = path.resolve()
+            try:
+                resolved = path.resolve()
+            except (OSError, RuntimeError):  # a symlink loop: ingest reports it as missing
+                resolved = path.absolute()
             if resolved not in seen:
                 seen.add(resolved)
                 sources.append(_from_file(resolved))

@@ -10,7 +10,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     """Settings of the whole application; every field can be set as ``RECSYS_<NAME>``."""
 
-    model_config = SettingsConfigDict(env_prefix="RECSYS_", env_file=".env", extra="ignore")
+    # an empty variable (RECSYS_DATA_DIR=) means the default, not the current folder
+    model_config = SettingsConfigDict(env_prefix="RECSYS_", env_file=".env", extra="ignore",
+                                      env_ignore_empty=True)
 
     data_dir: Path = Field(Path("data"), description="Where the catalog, indexes and corpora live.")
     database_url: str | None = Field(

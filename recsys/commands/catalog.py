@@ -30,17 +30,25 @@ def ingest(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+    from index.db import DatabaseError
     from recsys.context import open_catalog
+    from recsys.corpus import CorpusError
     from recsys.ingest import IngestReport, ingest_paths
     from recsys.metadata import discover
     from recsys.pipeline import Models
     from recsys.settings import get_settings
 
     settings = get_settings()
-    sources = discover(paths)
+    try:
+        sources = discover(paths)
+    except CorpusError as e:  # a folder with a damaged corpus.json
+        _fail(str(e))
     if not sources:
         _fail("no audio files found under the given paths")
-    catalog = open_catalog(settings)
+    try:
+        catalog = open_catalog(settings)
+    except (DatabaseError, OSError) as e:
+        _fail(f"cannot open the catalog: {e}")
     with console.status("loading models"):
         models = Models.load(settings)
     with Progress("[progress.description]{task.description}", BarColumn(),
@@ -66,9 +74,15 @@ def ingest(
 
 
 def _service():
+    """The search service over the settings' catalog; a catalog that cannot be opened (a
+    damaged database file, a data folder that is a file) is one line, not a traceback."""
+    from index.db import DatabaseError
     from recsys.context import open_service
 
-    return open_service()
+    try:
+        return open_service()
+    except (DatabaseError, OSError) as e:
+        _fail(f"cannot open the catalog: {e}")
 
 
 def _load_clip(path: Path):
@@ -87,6 +101,8 @@ def _parse_filter(text: str | None) -> dict | None:
         value = json.loads(text)
     except json.JSONDecodeError as e:
         _fail(f"--filter is not valid JSON: {e.msg}")
+    except RecursionError:
+        _fail("--filter is nested too deeply")
     if not isinstance(value, dict):
         _fail("--filter must be a JSON object")
     return value

@@ -44,6 +44,10 @@ def build_cmd(
     from recsys.settings import get_settings
 
     console = Console()
+    for option, path in (("--out", out), ("--cache-dir", cache_dir)):
+        if path is not None and path.exists() and not path.is_dir():
+            console.print(f"[red]error:[/red] {option} {path} is a file, not a folder")
+            raise typer.Exit(2)
     params = BuildParams(songs=songs, seed=seed, song_seconds=song_seconds,
                          queries_per_song=queries_per_song, tune_offset=tune_offset)
     cache = cache_dir or get_settings().data_dir / "cache"
@@ -61,7 +65,7 @@ def build_cmd(
         try:
             path = build(out, params, workers=workers or os.cpu_count(), cache_dir=cache,
                          progress=progress)
-        except BuildError as e:
+        except (BuildError, ValueError) as e:  # ValueError: more tunes than there are
             console.print(f"[red]error:[/red] {e}", soft_wrap=True)
             raise typer.Exit(2) from None
     from recsys.corpus import Corpus

@@ -465,7 +465,7 @@ def plot_singers(
     model: str = typer.Option("contrastive", help="'contrastive' or 'mfcc'."),
     weights: Path | None = typer.Option(None, help="Encoder weights (default: shipped)."),
     separator: str = typer.Option("auto", help="Separator for the vocals."),
-    songs_per_singer: int = typer.Option(4, help="Songs averaged into each artist vector."),
+    songs_per_singer: int = typer.Option(4, min=1, help="Songs averaged into each artist vector."),
     cache: Path = typer.Option(DEFAULT_CACHE, help="Where separated vocals are cached."),
     seed: int = typer.Option(0),
 ):
@@ -494,6 +494,14 @@ def plot_singers(
 
     if model not in ("contrastive", "mfcc"):
         raise typer.BadParameter("--model is 'contrastive' or 'mfcc'")
+    if out.is_dir():
+        fail(f"--out {out} is a folder; give the path of a .png file")
+    if out.parent.exists() and not out.parent.is_dir():
+        fail(f"--out {out}: {out.parent} is a file, not a folder")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)  # before minutes of embedding
+    except OSError as e:
+        fail(f"--out {out}: {e}")
     try:
         c = Corpus(corpus)
         encoder = TimbreNet.load(weights) if weights else load_pretrained()
@@ -544,10 +552,14 @@ def plot_singers(
     ax.set_title(f"Singers: artist vectors ({name}, {label} vocals), t-SNE")
     ax.set_xticks([])
     ax.set_yticks([])
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.stem + ".tmp.png")
     fig.tight_layout()
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, out)
+    try:
+        fig.savefig(tmp, dpi=120)
+        os.replace(tmp, out)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        fail(f"--out {out} could not be written: {e}")
+    finally:
+        plt.close(fig)
     typer.echo(f"wrote {out} ({len(ids)} singers, {len(songs)} songs)")

@@ -188,6 +188,9 @@ def tune_table(n: int, cache_dir: Path, workers: int = 1, progress=None) -> list
     """The first ``n`` usable tunes of the fixed candidate order (parsed or from cache)."""
     cache_dir = Path(cache_dir)
     candidates = candidate_ids()
+    if n > len(candidates):  # known before minutes of parsing
+        raise ValueError(f"{n} tunes asked for (tune offset + songs), but the music21 corpus "
+                         f"has only {len(candidates)} candidates")
     tunes: list[Tune] = []
     pos = 0
     while len(tunes) < n and pos < len(candidates):

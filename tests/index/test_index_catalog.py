@@ -228,6 +228,13 @@ BAD_FILTERS = [
     ({}, "empty filter"),
     ("{not json", "not valid JSON"),
     ([1, 2], "expected an object"),
+    ({"must": [{"key": "gender", "match": {"value": [1, 2]}}]}, "male"),
+    ({"must": [{"key": "duration", "range": {"gte": float("nan")}}]}, "expected a number"),
+    ({"must": [{"key": "duration", "range": {"lt": float("inf")}}]}, "expected a number"),
+    ({"must": [{"key": "track_id", "match": {"value": 2**63}}]}, "64-bit"),
+    ('{"must": [' * 300 + '{"key": "track_id", "match": {"value": 1}}' + "]}" * 300,
+     "levels deep"),
+    ('{"must": [' * 3000 + "]}" * 3000, "levels deep"),
 ]
 
 
@@ -238,6 +245,11 @@ def test_bad_filters_are_clear_errors(catalog, make_track):
             catalog.search("tag-joint", np.ones(5), filter=bad)
         with pytest.raises(FilterError):
             catalog.list_tracks(filter=bad)
+
+
+def test_ids_past_64_bits_are_simply_not_found(catalog, make_track):
+    catalog.add_track(make_track(1))
+    assert catalog.get_track(2**63) is None and catalog.get_artist(10**30) is None
 
 
 def test_bad_inputs_are_clear_errors(catalog, make_track):
