@@ -16,7 +16,7 @@ import numpy as np
 from fastapi import Depends, Form, Header, Query, Request, UploadFile
 
 from api.errors import ApiError, error_body
-from recsys.search import SearchService
+from recsys.search import MAX_ANY, MAX_CONDITIONS, MAX_DEPTH, SearchService
 from recsys.settings import Settings
 
 MB = 1024 * 1024
@@ -68,6 +68,11 @@ ApiKeyDep = Annotated[str, Depends(require_api_key)]
 
 # ----- parameters shared by every search -------------------------------------------------
 
+# ids and offsets are 64-bit integers in SQL; a larger number is a 422, not a driver error
+MAX_INT64 = 2**63 - 1
+FILTER_LIMITS = (f"At most {MAX_DEPTH} levels deep, {MAX_CONDITIONS} conditions and "
+                 f"{MAX_ANY} `any` values.")
+
 
 def parse_filter(raw: str | dict | None) -> dict | None:
     """A filter given as a JSON string (query parameter or form field) -> dict."""
@@ -107,7 +112,8 @@ def paging(
     offset: Annotated[int, Query(ge=0, le=10_000, description="Results to skip.")] = 0,
     filter: Annotated[str | None, Query(
         description='Qdrant-like filter as a JSON string, e.g. '
-                    '`{"must": [{"key": "artist_id", "match": {"value": 3}}]}`.')] = None,
+                    '`{"must": [{"key": "artist_id", "match": {"value": 3}}]}`. '
+                    + FILTER_LIMITS)] = None,
     score_threshold: Annotated[float | None, Query(
         ge=-1.0, le=1.0, description="Drop results scoring below this.")] = None,
 ) -> Paging:
@@ -117,8 +123,6 @@ def paging(
 PagingDep = Annotated[Paging, Depends(paging)]
 
 
-# ids and offsets are 64-bit integers in SQL; a larger number is a 422, not a driver error
-MAX_INT64 = 2**63 - 1
 
 
 def list_paging(
@@ -126,7 +130,8 @@ def list_paging(
     offset: Annotated[int, Query(ge=0, le=MAX_INT64, description="Items to skip.")] = 0,
     filter: Annotated[str | None, Query(
         description='Qdrant-like filter as a JSON string, e.g. '
-                    '`{"must": [{"key": "gender", "match": {"value": "female"}}]}`.')] = None,
+                    '`{"must": [{"key": "gender", "match": {"value": "female"}}]}`. '
+                    + FILTER_LIMITS)] = None,
 ) -> Paging:
     """Paging of plain listings, which have no scores to threshold."""
     return Paging(limit, offset, parse_filter(filter), None)
@@ -258,7 +263,8 @@ async def _send_json(send, status: int, code: str, message: str) -> None:
 def form_paging(
     limit: Annotated[int, Form(ge=1, le=100, description="How many results (1-100).")] = 10,
     offset: Annotated[int, Form(ge=0, le=10_000, description="Results to skip.")] = 0,
-    filter: Annotated[str | None, Form(description="Qdrant-like filter as JSON text.")] = None,
+    filter: Annotated[str | None, Form(description="Qdrant-like filter as JSON text. "
+                                       + FILTER_LIMITS)] = None,
     score_threshold: Annotated[float | None, Form(
         ge=-1.0, le=1.0, description="Drop results scoring below this.")] = None,
 ) -> Paging:

@@ -21,6 +21,7 @@ import numpy as np
 from embeddings import alignment, audio, pitch
 from embeddings.base import l2_normalize
 from embeddings.windows import QUERY_HOP_SAMPLES, cut
+from index.filters import MAX_ANY, MAX_CONDITIONS, MAX_DEPTH  # noqa: F401 (the API shows them)
 from recsys.pipeline import (
     MELODY_WINDOW,
     PITCH_CONTOUR,
