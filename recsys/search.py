@@ -407,6 +407,8 @@ class SearchService:
         the required tags (cosine of tag probabilities and the query's tags); free ``text``
         is first mapped to tags and NOT tags."""
         tags, not_tags = list(tags or []), list(not_tags or [])
+        if not 0.0 <= min_tag_score <= 1.0:  # NaN too
+            raise SearchError(f"min_tag_score is between 0 and 1, not {min_tag_score}")
         understood = None
         if text:
             try:
@@ -421,7 +423,9 @@ class SearchService:
                                     understood=understood)
         vocabulary = self.models.tagger.vocabulary
         if unknown := [t for t in tags + not_tags if t not in vocabulary]:
-            raise SearchError(f"unknown tag(s) {unknown}; GET /tags lists the vocabulary")
+            shown = [t if len(t) <= 80 else t[:80] + "..." for t in unknown[:10]]
+            raise SearchError(f"unknown tag(s) {shown}; the vocabulary is listed by GET /tags "
+                              "and on the web page")
         if not tags and not not_tags:
             raise SearchError("give at least one tag, NOT tag or text")
         if overlap := set(tags) & set(not_tags):

@@ -118,6 +118,10 @@ def test_free_text_is_shown_as_the_tags_it_was_understood_as(ingested):
     assert answer.understood["tags"] == ["no vocals"]
     with pytest.raises(SearchError, match="unknown tag"):
         ingested.service.search_tags(tags=["not-a-tag"])
+    with pytest.raises(SearchError, match=r"unknown tag\(s\) \['x{80}\.\.\.'\]"):
+        ingested.service.search_tags(tags=["x" * 100_000])  # not echoed in full
+    with pytest.raises(SearchError, match="between 0 and 1"):
+        ingested.service.search_tags(tags=["no vocals"], min_tag_score=float("nan"))
 
 
 @pytest.mark.parametrize("strategy", ["dtw", "embedding"])
