@@ -123,8 +123,6 @@ def paging(
 PagingDep = Annotated[Paging, Depends(paging)]
 
 
-
-
 def list_paging(
     limit: Annotated[int, Query(ge=1, le=100, description="How many items (1-100).")] = 10,
     offset: Annotated[int, Query(ge=0, le=MAX_INT64, description="Items to skip.")] = 0,

@@ -30,7 +30,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from index.db import DatabaseError, make_engine, session_factory
-from index.filters import DEFAULT_MIN_SCORE, parse_filter, track_condition
+from index.filters import DEFAULT_MIN_SCORE, INT64, parse_filter, track_condition
 from index.migrate import current_revision, head_revision, upgrade
 from index.models import (
     TAG_SOURCES,
@@ -64,7 +64,7 @@ class InputError(CatalogError, ValueError):
 
 def _storable_id(value: int) -> bool:
     """Whether ``value`` fits the 64-bit integer ids of every table."""
-    return -(2**63) <= int(value) < 2**63
+    return -INT64 <= int(value) < INT64
 
 
 # ---- inputs and outputs -----------------------------------------------------------------

@@ -42,18 +42,13 @@ def parse_filter(filter: dict | str | None) -> dict | None:
     """Validate a filter (a dict or its JSON text); returns the dict, or None for no filter."""
     if filter is None:
         return None
-    if isinstance(filter, str):
-        try:
-            filter = json.loads(filter)
-        except json.JSONDecodeError as e:
-            raise FilterError(f"filter is not valid JSON: {e}") from None
-        except RecursionError:
-            raise FilterError(f"filter: nested more than {MAX_DEPTH} levels deep") from None
-    else:
-        try:
-            filter = copy.deepcopy(filter)  # validation normalises clauses in place
-        except RecursionError:
-            raise FilterError(f"filter: nested more than {MAX_DEPTH} levels deep") from None
+    try:
+        # a copy of a dict: validation normalises clauses in place
+        filter = json.loads(filter) if isinstance(filter, str) else copy.deepcopy(filter)
+    except json.JSONDecodeError as e:
+        raise FilterError(f"filter is not valid JSON: {e}") from None
+    except RecursionError:
+        raise FilterError(f"filter: nested more than {MAX_DEPTH} levels deep") from None
     _check_filter(filter, "filter", _Budget())
     return filter
 
