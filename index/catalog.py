@@ -30,7 +30,15 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from index.db import DatabaseError, make_engine, session_factory
-from index.filters import DEFAULT_MIN_SCORE, INT64, parse_filter, track_condition
+from index.filters import (
+    DEFAULT_MIN_SCORE,
+    INT64,
+    FilterError,
+    filter_tags,
+    parse_filter,
+    shown,
+    track_condition,
+)
 from index.migrate import current_revision, head_revision, upgrade
 from index.models import (
     TAG_SOURCES,
@@ -466,11 +474,24 @@ class Catalog:
             out.append(hits[offset:offset + limit])
         return out
 
+    def check_filter(self, filter: dict | str | None) -> dict | None:
+        """``parse_filter``, and a tag this catalog does not know raises ``FilterError``:
+        tags are a closed vocabulary, and a misspelt one would quietly select nothing. (A
+        catalog with no tags yet has nothing to check against.)"""
+        f = parse_filter(filter)
+        if wanted := filter_tags(f):
+            with self._session() as s:
+                known = set(s.scalars(select(Tag.name).where(Tag.name.in_(sorted(wanted)))))
+                if wanted - known and s.scalar(select(Tag.id).limit(1)) is not None:
+                    raise FilterError(f"filter: unknown tag(s) {shown(sorted(wanted - known))}; "
+                                      "GET /tags lists the catalog's tags")
+        return f
+
     def _nearest(self, sp, query_vectors, k: int, filter, model_version):
         """``(scores, ids)``, ``(m, k)`` each, of the space's index for ``(m, dim)`` (or
         ``(dim,)``) query vectors, restricted to the tracks ``filter`` selects; None when the
         space has no index yet. Bad filters and vectors raise ``FilterError`` / ``InputError``."""
-        f = parse_filter(filter)
+        f = self.check_filter(filter)
         q = np.asarray(query_vectors, dtype=np.float32)
         if q.ndim == 1:
             q = q[None, :]
@@ -531,19 +552,21 @@ class Catalog:
     def list_tracks(self, limit: int = 50, offset: int = 0, filter: dict | str | None = None,
                     ) -> list[TrackRecord]:
         limit, offset = _check_page(limit, offset, max_limit=10_000)
-        return self._track_records(select(Track).where(track_condition(filter))
+        cond = track_condition(self.check_filter(filter))
+        return self._track_records(select(Track).where(cond)
                                    .order_by(Track.id).limit(limit).offset(offset))
 
     def track_ids(self, filter: dict | str | None = None) -> list[int]:
         """The ids of every track the filter lets through, ascending, without their
         records (one light query; a bad filter raises ``FilterError``)."""
+        cond = track_condition(self.check_filter(filter))
         with self._session() as s:
-            return [int(t) for t in s.scalars(select(Track.id).where(track_condition(filter))
-                                              .order_by(Track.id))]
+            return [int(t) for t in s.scalars(select(Track.id).where(cond).order_by(Track.id))]
 
     def count_tracks(self, filter: dict | str | None = None) -> int:
+        cond = track_condition(self.check_filter(filter))
         with self._session() as s:
-            return s.scalar(select(func.count(Track.id)).where(track_condition(filter)))
+            return s.scalar(select(func.count(Track.id)).where(cond))
 
     def tracks_stamp(self) -> tuple:
         """``(number of tracks, highest track id, latest creation time)``, in one query: it

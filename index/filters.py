@@ -53,6 +53,24 @@ def parse_filter(filter: dict | str | None) -> dict | None:
     return filter
 
 
+def filter_tags(f: dict | None) -> set[str]:
+    """The tag names the ``tag`` conditions of a parsed filter ask for, at any depth."""
+    names: set[str] = set()
+    for conds in (f or {}).values():
+        for c in conds:
+            if "key" not in c:
+                names |= filter_tags(c)
+            elif c["key"] == "tag" and "match" in c:
+                m = c["match"]
+                names.update(m["any"] if "any" in m else [m["value"]])
+    return names
+
+
+def shown(names, at_most: int = 10) -> list[str]:
+    """A few of ``names``, each cut to 80 characters: for an error message."""
+    return [n if len(n) <= 80 else n[:80] + "..." for n in list(names)[:at_most]]
+
+
 def track_condition(filter: dict | str | None) -> ColumnElement[bool]:
     """A SQL condition on ``Track`` equivalent to the filter (``true()`` for none)."""
     f = parse_filter(filter)

@@ -21,7 +21,12 @@ import numpy as np
 from embeddings import alignment, audio, pitch
 from embeddings.base import l2_normalize
 from embeddings.windows import QUERY_HOP_SAMPLES, cut
-from index.filters import MAX_ANY, MAX_CONDITIONS, MAX_DEPTH  # noqa: F401 (the API shows them)
+from index.filters import (  # noqa: F401 (the API shows the limits)
+    MAX_ANY,
+    MAX_CONDITIONS,
+    MAX_DEPTH,
+    shown,
+)
 from recsys.pipeline import (
     MELODY_WINDOW,
     PITCH_CONTOUR,
@@ -423,9 +428,8 @@ class SearchService:
                                     understood=understood)
         vocabulary = self.models.tagger.vocabulary
         if unknown := [t for t in tags + not_tags if t not in vocabulary]:
-            shown = [t if len(t) <= 80 else t[:80] + "..." for t in unknown[:10]]
-            raise SearchError(f"unknown tag(s) {shown}; the vocabulary is listed by GET /tags "
-                              "and on the web page")
+            raise SearchError(f"unknown tag(s) {shown(unknown)}; the vocabulary is listed by "
+                              "GET /tags and on the web page")
         if not tags and not not_tags:
             raise SearchError("give at least one tag, NOT tag or text")
         if overlap := set(tags) & set(not_tags):

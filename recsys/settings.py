@@ -41,7 +41,12 @@ class Settings(BaseSettings):
     def sqlalchemy_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"sqlite:///{(self.data_dir / 'catalog.sqlite').resolve()}"
+        return f"sqlite:///{self.sqlite_path}"
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The default SQLite file of the catalog; None when ``database_url`` is set."""
+        return None if self.database_url else (self.data_dir / "catalog.sqlite").resolve()
 
     @property
     def index_dir(self) -> Path:

@@ -75,12 +75,15 @@ def ingest(
 
 def _service():
     """The search service over the settings' catalog; a catalog that cannot be opened (a
-    damaged database file, a data folder that is a file) is one line, not a traceback."""
+    damaged database file, a data folder that is a file, none at all) is one line, not a
+    traceback."""
     from index.db import DatabaseError
-    from recsys.context import open_service
+    from recsys.context import NoCatalogError, open_service
 
     try:
-        return open_service()
+        return open_service(create=False)
+    except NoCatalogError as e:
+        _fail(str(e))
     except (DatabaseError, OSError) as e:
         _fail(f"cannot open the catalog: {e}")
 

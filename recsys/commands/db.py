@@ -92,12 +92,14 @@ def rebuild(space: str = typer.Option(None, help="Only this space (default: all)
 def _open_catalog():
     from index.catalog import Catalog
     from index.db import DatabaseError
+    from recsys.context import NoCatalogError, require_catalog
     from recsys.settings import get_settings
 
     s = get_settings()
     try:
+        require_catalog(s)
         return Catalog(s.sqlalchemy_url, s.index_dir, exact_max=s.exact_index_max)
-    except DatabaseError as e:
+    except (NoCatalogError, DatabaseError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from None
 

@@ -203,6 +203,12 @@ def test_bad_filter_in_tag_search_is_400(client):
            400, "bad_filter")
 
 
+def test_a_tag_the_catalog_does_not_know_is_400(client, track_ids):
+    misspelt = json.dumps({"must": [{"key": "tag", "match": {"value": "pinao"}}]})
+    for path in ("/tracks", f"/tracks/{track_ids[0]}/similar"):
+        _error(client.get(path, params={"filter": misspelt}), 400, "bad_filter", says="pinao")
+
+
 def test_bad_json_is_422(client):
     _error(client.post("/search/tags", content=b'{"tags": [',
                        headers={"Content-Type": "application/json"}),

@@ -210,8 +210,18 @@ def test_filters(catalog, make_track):
     assert [h.id for h in hits] == [erin]
     assert catalog.count_tracks('{"must_not": [{"key": "tag", "match": {"value": "drums"}}]}') \
         == 1
-    assert catalog.search("tag-joint", np.ones(5), filter={
-        "must": [{"key": "tag", "match": {"value": "no such tag"}}]}) == [[]]
+
+
+def test_a_tag_the_catalog_does_not_know_is_named(catalog, make_track):
+    misspelt = {"should": [{"must": [{"key": "tag", "match": {"any": ["piano", "pinao"]}}]}]}
+    assert catalog.list_tracks(filter=misspelt) == []  # no tags yet: nothing to check against
+    catalog.add_track(make_track(1, tags=[("piano", 0.9)]))
+    for call in (lambda f: catalog.search("tag-joint", np.ones(5), filter=f),
+                 lambda f: catalog.list_tracks(filter=f), catalog.count_tracks,
+                 catalog.track_ids):
+        with pytest.raises(FilterError, match=r"unknown tag\(s\) \['pinao'\]"):
+            call(misspelt)
+    assert catalog.count_tracks({"must": [{"key": "tag", "match": {"value": "piano"}}]}) == 1
 
 
 BAD_FILTERS = [

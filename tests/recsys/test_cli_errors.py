@@ -56,6 +56,15 @@ def test_a_catalog_that_cannot_be_opened_is_a_one_line_error(tmp_path, monkeypat
         assert result.exit_code == 2 and "cannot open the catalog" in result.output
 
 
+def test_reading_a_catalog_that_is_not_there_says_so_and_makes_none(tmp_path, monkeypatch):
+    mistyped = tmp_path / "dta"
+    for args in (["search", "tracks", "1"], ["search", "tags", "--tag", "piano"], ["db", "check"],
+                 ["db", "rebuild"]):
+        result = _run(args, monkeypatch, mistyped)
+        assert result.exit_code != 0 and "no catalog at" in result.output, args
+        assert not mistyped.exists()
+
+
 def test_an_empty_data_dir_variable_means_the_default(monkeypatch):
     from recsys.settings import Settings
 
