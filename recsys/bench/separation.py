@@ -74,8 +74,9 @@ def songs_to_score(songs, split: str, singers: str, singers_heard: set[str],
     return kept
 
 
-def _load_separator(system: str, weights: str | None = None):
-    """The separator of a row: ``bsrnn_shifts4`` is the ``bsrnn`` row's with 4 shifts."""
+def _load_separator(system: str, weights: str | None = None, precision: str = "auto"):
+    """The separator of a row: ``bsrnn_shifts4`` is the ``bsrnn`` row's with 4 shifts; BSRNN
+    rows run in ``precision`` (``BsrnnSeparator``)."""
     from embeddings.separation.baselines import MixtureAsEstimate, RepetSim
     from embeddings.separation.bsrnn import load_pretrained
 
@@ -85,14 +86,15 @@ def _load_separator(system: str, weights: str | None = None):
         return RepetSim()
     system, _, shifts = system.partition("_shifts")
     if system == "bsrnn" and weights:
-        return separator_from_file(Path(weights), shifts=int(shifts or 1))[1]
-    return load_pretrained(WEIGHTS[system], shifts=int(shifts or 1))
+        return separator_from_file(Path(weights), shifts=int(shifts or 1),
+                                   precision=precision)[1]
+    return load_pretrained(WEIGHTS[system], shifts=int(shifts or 1), precision=precision)
 
 
 def run(corpus_dir: str | Path, split: str = "test", max_songs: int = 0,
         long_minutes: float = 10.0, threads: int = 2, progress: bool = False,
         separator: Path | None = None, singers: str = "all",
-        shifts: tuple[int, ...] = ()) -> BenchResult:
+        shifts: tuple[int, ...] = (), precision: str = "auto") -> BenchResult:
     """Score every system on the split's songs with vocals (``split="all"``: every song);
     see the module docstring for ``separator`` and ``singers``."""
     from embeddings.audio import SAMPLE_RATE, load
@@ -119,7 +121,7 @@ def run(corpus_dir: str | Path, split: str = "test", max_songs: int = 0,
         raise ValueError(f"the {split} split of {corpus_dir} has no songs with vocals "
                          "that the separators were not trained on")
     missing = [s for s in SEPARATED if s not in systems]
-    separators = {s: _load_separator(s, weights) for s in systems}
+    separators = {s: _load_separator(s, weights, precision) for s in systems}
     scores: dict[str, dict[str, list[float]]] = {
         s: {"vocals_sdr": [], "accompaniment_sdr": [], "vocals_si_sdr": []}
         for s in [*systems, "oracle_irm"]}
@@ -162,7 +164,8 @@ def run(corpus_dir: str | Path, split: str = "test", max_songs: int = 0,
         row = {m: float(np.nanmedian(v)) for m, v in metric_lists.items()}
         if name in seconds and name != "mixture":
             row["realtime_factor"] = audio_seconds / max(seconds[name], 1e-9)
-            memory = peak_memory_mb(name, long_source, long_minutes, threads, weights)
+            memory = peak_memory_mb(name, long_source, long_minutes, threads, weights,
+                                    precision)
             row["peak_mem_mb"] = memory["peak_mb"]
             if "stream_peak_mb" in memory:
                 row["peak_mem_stream_mb"] = memory["stream_peak_mb"]
@@ -188,6 +191,9 @@ def run(corpus_dir: str | Path, split: str = "test", max_songs: int = 0,
     }
     if weights:
         notes["bsrnn"] = f"candidate weights {weights} ({separators['bsrnn'].version})"
+    bsrnn_rows = [s for s in systems if s.startswith("bsrnn")]
+    if bsrnn_rows:
+        notes["precision"] = ", ".join(f"{s}: {separators[s].precision}" for s in bsrnn_rows)
     if any("_shifts" in s for s in systems):
         notes["bsrnn_shifts"] = ("bsrnn_shiftsS: the bsrnn row's weights, vocals averaged "
                                  "over S passes delayed by i*hop/S samples (i = 0..S-1)")
@@ -198,15 +204,15 @@ def run(corpus_dir: str | Path, split: str = "test", max_songs: int = 0,
 
 
 def peak_memory_mb(system: str, source: Path, minutes: float, threads: int,
-                   weights: str | None = None) -> dict:
+                   weights: str | None = None, precision: str = "auto") -> dict:
     """Extra peak resident memory (MB) of separating a ``minutes``-long file, in a subprocess:
     ``peak_mb`` for ``separate()`` (both outputs in memory) and, for separators that stream,
     ``stream_peak_mb`` for the streamed path `recsys separate` takes."""
     code = ("import sys, json; from recsys.bench.separation import _child; "
             "print(json.dumps(_child(sys.argv[1], sys.argv[2], float(sys.argv[3]), "
-            "int(sys.argv[4]), sys.argv[5] or None)))")
+            "int(sys.argv[4]), sys.argv[5] or None, sys.argv[6])))")
     proc = subprocess.run([sys.executable, "-c", code, system, str(source), str(minutes),
-                           str(threads), weights or ""], capture_output=True, text=True,
+                           str(threads), weights or "", precision], capture_output=True, text=True,
                           timeout=3600)
     if proc.returncode != 0:
         raise RuntimeError(f"peak-memory run of {system} failed: {proc.stderr[-2000:]}")
@@ -214,7 +220,7 @@ def peak_memory_mb(system: str, source: Path, minutes: float, threads: int,
 
 
 def _child(system: str, source: str, minutes: float, threads: int,
-           weights: str | None = None) -> dict:
+           weights: str | None = None, precision: str = "auto") -> dict:
     import gc
     import os
     import tempfile
@@ -226,7 +232,7 @@ def _child(system: str, source: str, minutes: float, threads: int,
     from embeddings.separation.infer import write_stems
 
     torch.set_num_threads(threads)
-    sep = _load_separator(system, weights)
+    sep = _load_separator(system, weights, precision)
     song = load(source)
     n = int(minutes * 60 * SAMPLE_RATE)
     mixture = np.resize(song, n).astype(np.float32)

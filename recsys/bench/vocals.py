@@ -15,26 +15,28 @@ def resolve_separator(name: str):
     """``"auto"``: BSRNN if its weights load, else REPET-SIM; ``"clean"``: the corpus' clean
     vocal stems (no separation, an upper bound); a ``.safetensors`` path: those BSRNN
     weights (a candidate before it ships, e.g. ``runs/separator/best.safetensors``).
-    ``bsrnn`` or a weights path may end in ``,shifts=S`` to average S shifted passes
-    (``BsrnnSeparator.separate_batch``), e.g. ``bsrnn,shifts=2``.
+    ``bsrnn`` or a weights path may end in options: ``,shifts=S`` averages S shifted passes
+    (``BsrnnSeparator.separate_batch``), ``,precision=fp32|bf16|auto`` sets the arithmetic
+    (``BsrnnSeparator``; default auto), e.g. ``bsrnn,shifts=2,precision=fp32``.
     Returns ``(label, separator or None)``; ``label`` is the separator's version and names
     its cache folder."""
     from embeddings.registry import load_separator
 
-    name, shifts = _split_shifts(name)
+    name, options = _split_options(name)
     if name == "clean":
         return "clean", None
     if name.endswith(".safetensors"):
-        return separator_from_file(Path(name), shifts=shifts)
-    if shifts > 1:
+        return separator_from_file(Path(name), **options)
+    if options:
         if name != "bsrnn":
-            raise RuntimeError(f"shifts apply to bsrnn or BSRNN weights only, not {name!r}")
+            raise RuntimeError(f"{', '.join(options)} apply to bsrnn or BSRNN weights only, "
+                               f"not {name!r}")
         from embeddings.separation.bsrnn import load_pretrained
 
         try:
-            sep = load_pretrained(shifts=shifts)
-        except Exception as e:  # missing weights, or shifts out of range
-            raise RuntimeError(f"bsrnn,shifts={shifts}: {e}") from e
+            sep = load_pretrained(**options)
+        except Exception as e:  # missing weights, or an option out of range
+            raise RuntimeError(f"bsrnn with {options}: {e}") from e
         return sep.version, sep
     errors = []
     for candidate in SEPARATOR_ORDER if name == "auto" else (name,):
@@ -46,31 +48,43 @@ def resolve_separator(name: str):
     raise RuntimeError("no separator could be loaded (" + "; ".join(errors) + ")")
 
 
-def _split_shifts(name: str) -> tuple[str, int]:
-    """``"bsrnn,shifts=2"`` -> ``("bsrnn", 2)``; a name without the suffix -> ``(name, 1)``."""
-    base, sep, option = name.rpartition(",shifts=")
-    if not sep:
-        return name, 1
-    try:
-        shifts = int(option)
-    except ValueError:
-        raise RuntimeError(f"{name!r}: shifts must be a whole number, got {option!r}") from None
-    if shifts < 1:
-        raise RuntimeError(f"{name!r}: shifts must be at least 1")
-    return base, shifts
+def _split_options(name: str) -> tuple[str, dict]:
+    """``"bsrnn,shifts=2,precision=fp32"`` -> ``("bsrnn", {"shifts": 2, "precision":
+    "fp32"})``; a name without options -> ``(name, {})``. Options are read off the end, so
+    a weights path may hold commas."""
+    from embeddings.separation.bsrnn import PRECISIONS
+
+    options: dict = {}
+    while True:
+        base, comma, part = name.rpartition(",")
+        key, _, value = part.partition("=")
+        if not comma or key not in ("shifts", "precision") or key in options:
+            return name, options
+        if key == "shifts":
+            try:
+                options["shifts"] = int(value)
+            except ValueError:
+                raise RuntimeError(f"{part!r}: shifts must be a whole number") from None
+            if options["shifts"] < 1:
+                raise RuntimeError(f"{part!r}: shifts must be at least 1")
+        elif value not in PRECISIONS:
+            raise RuntimeError(f"{part!r}: precision is one of {', '.join(PRECISIONS)}")
+        else:
+            options["precision"] = value
+        name = base
 
 
-def separator_from_file(path: Path, shifts: int = 1):
+def separator_from_file(path: Path, shifts: int = 1, precision: str = "auto"):
     """``(version, BsrnnSeparator)`` of BSRNN weights at ``path`` (a candidate not shipped
-    yet), run with ``shifts`` passes; a missing or unreadable file is a ``RuntimeError``
-    that names it."""
+    yet), run with ``shifts`` passes in ``precision``; a missing or unreadable file is a
+    ``RuntimeError`` that names it."""
     from embeddings.separation.bsrnn import BsrnnSeparator
 
     if not path.is_file() or not path.with_suffix(".json").is_file():
         raise RuntimeError(f"no BSRNN weights at {path} (it needs {path.name} and "
                            f"{path.with_suffix('.json').name})")
     try:
-        sep = BsrnnSeparator.from_file(path, shifts=shifts)
+        sep = BsrnnSeparator.from_file(path, shifts=shifts, precision=precision)
     except Exception as e:  # a damaged or foreign file: say which, keep the type simple
         raise RuntimeError(f"{path} could not be loaded as BSRNN weights: {e}") from e
     return sep.version, sep

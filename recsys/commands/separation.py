@@ -299,6 +299,8 @@ def separate(
     threads: int = typer.Option(2, min=1, help="CPU threads for torch."),
     shifts: int = typer.Option(1, min=1, max=16, help="bsrnn: average this many passes on "
                                "shifted STFT frame grids (S times slower; see BENCHMARKS.md)."),
+    precision: str = typer.Option("auto", help="bsrnn: 'fp32', 'bf16' (faster on a CPU with "
+                                  "native bfloat16) or 'auto' (bf16 where the CPU has it)."),
 ):
     """Separate vocals from accompaniment; the model loads once for all FILES. Long files
     run in cross-faded chunks and are written as they go, so the separation's memory stays
@@ -308,7 +310,7 @@ def separate(
 
     from embeddings.audio import SAMPLE_RATE, AudioError, load
     from embeddings.registry import UnknownModelError, load_separator
-    from embeddings.separation.bsrnn import BsrnnSeparator, load_pretrained
+    from embeddings.separation.bsrnn import PRECISIONS, BsrnnSeparator, load_pretrained
     from embeddings.separation.infer import write_stems
 
     torch.set_num_threads(threads)
@@ -317,6 +319,8 @@ def separate(
         fail(f"--out {out} is a file, not a folder")
     if shifts > 1 and model != "bsrnn":
         fail(f"--shifts applies to the bsrnn model only, not {model}")
+    if precision not in PRECISIONS:
+        fail(f"--precision is one of {', '.join(PRECISIONS)}, not {precision!r}")
     stems: dict[str, Path] = {}
     for path in files:
         stem = _stem(path)
@@ -325,7 +329,8 @@ def separate(
                   "separate them into different --out folders")
         stems[stem] = path
     try:
-        sep = (load_pretrained(device=dev, shifts=shifts) if model == "bsrnn"
+        sep = (load_pretrained(device=dev, shifts=shifts, precision=precision)
+               if model == "bsrnn"
                else load_separator(model))
     except (UnknownModelError, FileNotFoundError) as e:
         fail(str(e.args[0]) if e.args else str(e))
@@ -384,6 +389,8 @@ def bench_separation(
                                 "the shipped weights heard in training, or never heard."),
     shifts: list[int] = typer.Option([], min=2, max=16, help="Also score the bsrnn row's "
                                      "weights with S shifted passes (repeatable)."),
+    precision: str = typer.Option("auto", help="Arithmetic of the BSRNN rows: 'fp32', 'bf16' "
+                                  "or 'auto' (bf16 on a CPU with native bfloat16)."),
 ):
     """mixture, repet_sim, bsrnn, bsrnn_semi and oracle_irm side by side: BSSEval v4 SDR
     (museval, 1 s frames), SI-SDR, real-time factor and peak memory of a long file.
@@ -397,7 +404,7 @@ def bench_separation(
     try:
         result = run(corpus, split=split, max_songs=max_songs, long_minutes=long_minutes,
                      threads=threads, progress=True, separator=separator, singers=singers,
-                     shifts=tuple(shifts))
+                     shifts=tuple(shifts), precision=precision)
     except (CorpusError, FileNotFoundError, ValueError, RuntimeError) as e:
         fail(str(e))
     result.print()

@@ -179,11 +179,16 @@ def test_a_separator_name_takes_a_shifts_suffix(tmp_path):
     path = tmp_path / "best.safetensors"
     BSRNN(BSRNNConfig.named("tiny")).save(path, version="bsrnn-candidate", val_sdr=1.0)
     plain, _ = resolve_separator(str(path))
-    label, sep = resolve_separator(f"{path},shifts=2")
-    assert sep.shifts == 2 and label == f"{plain}-shifts2"  # its own cache folder
+    label, sep = resolve_separator(f"{path},shifts=2,precision=fp32")
+    assert sep.shifts == 2 and sep.precision == "fp32"
+    assert label == f"{plain.removesuffix('-bf16')}-shifts2"  # its own cache folder
+    label, sep = resolve_separator(f"{path},precision=bf16")
+    assert sep.precision == "bf16" and label.endswith("-bf16") and sep.shifts == 1
     for bad in (f"{path},shifts=two", f"{path},shifts=0", "repet_sim,shifts=2"):
         with pytest.raises(typer.BadParameter, match="shifts"):
             separator_option(bad)
+    with pytest.raises(typer.BadParameter, match="precision is one of"):
+        separator_option(f"{path},precision=fp16")
 
 
 def test_a_separator_that_does_not_load_is_a_usage_error(tmp_path):
@@ -212,6 +217,8 @@ def test_separate_refuses_clashing_names_a_file_as_out_and_an_unknown_device(tmp
         (["separate", str(song), "--out", str(out), "--device", "gpu"], "unknown device"),
         (["separate", str(song), "--out", str(out), "--model", "repet_sim", "--shifts", "2"],
          "bsrnn model only"),
+        (["separate", str(song), "--out", str(out), "--precision", "fp16"],
+         "--precision is one of"),
     ]
     for args, message in runs:
         result = CliRunner().invoke(app, args)
@@ -285,10 +292,12 @@ def test_separation_bench_scores_candidate_weights_on_unheard_singers(tiny_corpu
     BSRNN(BSRNNConfig.named("tiny")).save(path, version="bsrnn-candidate", val_sdr=1.0)
 
     result = separation.run(tiny_corpus, split="all", max_songs=1, long_minutes=0.02,
-                            threads=1, separator=path, singers="unseen", shifts=(2,))
+                            threads=1, separator=path, singers="unseen", shifts=(2,),
+                            precision="fp32")
     assert result.n_items == 1 and unheard
     assert result.notes["bsrnn"].startswith(f"candidate weights {path} (bsrnn-candidate-")
     assert result.notes["singers"] == "unseen"
+    assert result.notes["precision"].startswith("bsrnn: fp32, bsrnn_shifts2: fp32")
     assert {"bsrnn", "bsrnn_shifts2", "oracle_irm", "mixture"} <= set(result.systems)
     assert result.systems["bsrnn"]["realtime_factor"] > 0
     assert result.systems["bsrnn_shifts2"]["peak_mem_mb"] > 0

@@ -7,7 +7,13 @@ import torch
 from embeddings.base import Separator
 from embeddings.separation.bandsplit import apply_mask, band_widths, merge_bands
 from embeddings.separation.baselines import MixtureAsEstimate, RepetSim, oracle_irm
-from embeddings.separation.bsrnn import BSRNN, BSRNNConfig, BsrnnSeparator
+from embeddings.separation.bsrnn import (
+    BSRNN,
+    BSRNNConfig,
+    BsrnnSeparator,
+    cpu_has_bf16,
+    resolve_precision,
+)
 from embeddings.separation.infer import chunk_starts, overlap_add
 
 SR = 16000
@@ -96,7 +102,8 @@ def test_overlap_add_equals_whole_file_for_a_local_separator():
 def test_chunked_bsrnn_matches_whole_file_within_tolerance():
     torch.manual_seed(0)
     model = BSRNN(BSRNNConfig.named("tiny"))
-    sep = BsrnnSeparator(model, device="cpu", chunk_seconds=4.0, overlap_seconds=1.0)
+    sep = BsrnnSeparator(model, device="cpu", chunk_seconds=4.0, overlap_seconds=1.0,
+                         precision="fp32")
     rng = np.random.default_rng(1)
     t = np.arange(12 * SR) / SR
     x = (0.3 * np.sin(2 * np.pi * 220 * t) + 0.05 * rng.standard_normal(len(t))).astype(
@@ -114,8 +121,8 @@ def test_shifted_passes_average_the_vocals_of_delayed_inputs():
     model = BSRNN(BSRNNConfig.named("tiny"))
     hop = model.config.hop
     x = (0.3 * np.sin(2 * np.pi * 330 * np.arange(3 * SR) / SR)).astype(np.float32)
-    plain = BsrnnSeparator(model, device="cpu")
-    shifted = BsrnnSeparator(model, device="cpu", shifts=2)
+    plain = BsrnnSeparator(model, device="cpu", precision="fp32")
+    shifted = BsrnnSeparator(model, device="cpu", shifts=2, precision="fp32")
     assert shifted.version == f"{plain.version}-shifts2"
 
     def vocals_delayed_by(d):  # one pass of the model on x delayed by d samples, cut back
@@ -133,6 +140,26 @@ def test_shifted_passes_average_the_vocals_of_delayed_inputs():
     np.testing.assert_allclose(batch[1], shifted.separate_chunk(pieces[1]), atol=1e-5)
     with pytest.raises(ValueError, match="shifts must be in"):
         BsrnnSeparator(model, device="cpu", shifts=hop + 1)
+
+
+def test_bfloat16_separates_close_to_float32():
+    torch.manual_seed(0)
+    model = BSRNN(BSRNNConfig(features=16, modules=2, hidden=16, mask_hidden=32))
+    fp32 = BsrnnSeparator(model, device="cpu", precision="fp32")
+    bf16 = BsrnnSeparator(model, device="cpu", precision="bf16")
+    assert bf16.version == f"{fp32.version}-bf16"  # other audio: its own cache folder
+    rng = np.random.default_rng(4)
+    x = (0.3 * np.sin(2 * np.pi * 250 * np.arange(5 * SR) / SR)
+         + 0.05 * rng.standard_normal(5 * SR)).astype(np.float32)
+    a, b = fp32.separate(x), bf16.separate(x)
+    assert not np.array_equal(a[0], b[0])  # it did run in bfloat16
+    assert np.sum((a[0] - b[0]) ** 2) / np.sum(a[0] ** 2) < 1e-3  # within -30 dB
+    np.testing.assert_allclose(b[0] + b[1], x, atol=1e-5)  # the accompaniment is the rest
+    expected = "bf16" if cpu_has_bf16() else "fp32"
+    assert BsrnnSeparator(model, device="cpu").precision == expected
+    assert resolve_precision("auto", "cuda") == "fp32"
+    with pytest.raises(ValueError, match="precision is one of"):
+        BsrnnSeparator(model, device="cpu", precision="fp16")
 
 
 def test_chunk_overlap_covers_the_stft_edge():
