@@ -202,15 +202,15 @@ def resolve_precision(precision: str, device: str) -> str:
 class BsrnnSeparator:
     """:class:`embeddings.base.Separator` around a BSRNN, run in cross-faded chunks.
 
-    ``precision="bf16"`` runs the network (not the STFTs) under bfloat16 autocast: about 1.4x
-    faster on a CPU with native bfloat16, vocals within about -50 dB of float32's
-    (BENCHMARKS.md); ``"auto"`` picks it where the CPU has it."""
+    ``precision="bf16"`` runs the network (not the STFTs) under bfloat16 autocast, about 1.4x
+    faster on a CPU with native bfloat16 (README, session 28); ``"auto"`` picks it where the
+    CPU has it; ``"fp32"`` (the default) is the precision the benchmarks were measured in."""
 
     name = "bsrnn"
 
     def __init__(self, model: BSRNN, version: str = "bsrnn", device: str = "auto",
                  chunk_seconds: float = 6.0, overlap_seconds: float = 1.0, batch: int = 8,
-                 shifts: int = 1, precision: str = "auto"):
+                 shifts: int = 1, precision: str = "fp32"):
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         sr, hop = model.config.sample_rate, model.config.hop
@@ -281,7 +281,7 @@ class BsrnnSeparator:
 
 
 def load_pretrained(name: str | None = None, device: str = "auto", shifts: int = 1,
-                    precision: str = "auto") -> BsrnnSeparator:
+                    precision: str = "fp32") -> BsrnnSeparator:
     """The shipped weights: ``name`` (e.g. ``"bsrnn-cpu"``) or, by default, whichever of
     ``DEFAULT_WEIGHTS`` scored the higher validation SDR (``val_sdr`` in its JSON, measured
     by ``recsys train separator`` on the corpus' val split); ``shifts`` as in

@@ -74,7 +74,7 @@ def songs_to_score(songs, split: str, singers: str, singers_heard: set[str],
     return kept
 
 
-def _load_separator(system: str, weights: str | None = None, precision: str = "auto"):
+def _load_separator(system: str, weights: str | None = None, precision: str = "fp32"):
     """The separator of a row: ``bsrnn_shifts4`` is the ``bsrnn`` row's with 4 shifts; BSRNN
     rows run in ``precision`` (``BsrnnSeparator``)."""
     from embeddings.separation.baselines import MixtureAsEstimate, RepetSim
@@ -94,7 +94,7 @@ def _load_separator(system: str, weights: str | None = None, precision: str = "a
 def run(corpus_dir: str | Path, split: str = "test", max_songs: int = 0,
         long_minutes: float = 10.0, threads: int = 2, progress: bool = False,
         separator: Path | None = None, singers: str = "all",
-        shifts: tuple[int, ...] = (), precision: str = "auto") -> BenchResult:
+        shifts: tuple[int, ...] = (), precision: str = "fp32") -> BenchResult:
     """Score every system on the split's songs with vocals (``split="all"``: every song);
     see the module docstring for ``separator`` and ``singers``."""
     from embeddings.audio import SAMPLE_RATE, load
@@ -204,7 +204,7 @@ def run(corpus_dir: str | Path, split: str = "test", max_songs: int = 0,
 
 
 def peak_memory_mb(system: str, source: Path, minutes: float, threads: int,
-                   weights: str | None = None, precision: str = "auto") -> dict:
+                   weights: str | None = None, precision: str = "fp32") -> dict:
     """Extra peak resident memory (MB) of separating a ``minutes``-long file, in a subprocess:
     ``peak_mb`` for ``separate()`` (both outputs in memory) and, for separators that stream,
     ``stream_peak_mb`` for the streamed path `recsys separate` takes."""
@@ -220,7 +220,7 @@ def peak_memory_mb(system: str, source: Path, minutes: float, threads: int,
 
 
 def _child(system: str, source: str, minutes: float, threads: int,
-           weights: str | None = None, precision: str = "auto") -> dict:
+           weights: str | None = None, precision: str = "fp32") -> dict:
     import gc
     import os
     import tempfile

@@ -17,7 +17,7 @@ def resolve_separator(name: str):
     weights (a candidate before it ships, e.g. ``runs/separator/best.safetensors``).
     ``bsrnn`` or a weights path may end in options: ``,shifts=S`` averages S shifted passes
     (``BsrnnSeparator.separate_batch``), ``,precision=fp32|bf16|auto`` sets the arithmetic
-    (``BsrnnSeparator``; default auto), e.g. ``bsrnn,shifts=2,precision=fp32``.
+    (``BsrnnSeparator``; default fp32), e.g. ``bsrnn,shifts=2,precision=bf16``.
     Returns ``(label, separator or None)``; ``label`` is the separator's version and names
     its cache folder."""
     from embeddings.registry import load_separator
@@ -74,7 +74,7 @@ def _split_options(name: str) -> tuple[str, dict]:
         name = base
 
 
-def separator_from_file(path: Path, shifts: int = 1, precision: str = "auto"):
+def separator_from_file(path: Path, shifts: int = 1, precision: str = "fp32"):
     """``(version, BsrnnSeparator)`` of BSRNN weights at ``path`` (a candidate not shipped
     yet), run with ``shifts`` passes in ``precision``; a missing or unreadable file is a
     ``RuntimeError`` that names it."""

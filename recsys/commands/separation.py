@@ -299,7 +299,7 @@ def separate(
     threads: int = typer.Option(2, min=1, help="CPU threads for torch."),
     shifts: int = typer.Option(1, min=1, max=16, help="bsrnn: average this many passes on "
                                "shifted STFT frame grids (S times slower; see BENCHMARKS.md)."),
-    precision: str = typer.Option("auto", help="bsrnn: 'fp32', 'bf16' (faster on a CPU with "
+    precision: str = typer.Option("fp32", help="bsrnn: 'fp32', 'bf16' (faster on a CPU with "
                                   "native bfloat16) or 'auto' (bf16 where the CPU has it)."),
 ):
     """Separate vocals from accompaniment; the model loads once for all FILES. Long files
@@ -389,7 +389,7 @@ def bench_separation(
                                 "the shipped weights heard in training, or never heard."),
     shifts: list[int] = typer.Option([], min=2, max=16, help="Also score the bsrnn row's "
                                      "weights with S shifted passes (repeatable)."),
-    precision: str = typer.Option("auto", help="Arithmetic of the BSRNN rows: 'fp32', 'bf16' "
+    precision: str = typer.Option("fp32", help="Arithmetic of the BSRNN rows: 'fp32', 'bf16' "
                                   "or 'auto' (bf16 on a CPU with native bfloat16)."),
 ):
     """mixture, repet_sim, bsrnn, bsrnn_semi and oracle_irm side by side: BSSEval v4 SDR

@@ -156,7 +156,8 @@ def test_bfloat16_separates_close_to_float32():
     assert np.sum((a[0] - b[0]) ** 2) / np.sum(a[0] ** 2) < 1e-3  # within -30 dB
     np.testing.assert_allclose(b[0] + b[1], x, atol=1e-5)  # the accompaniment is the rest
     expected = "bf16" if cpu_has_bf16() else "fp32"
-    assert BsrnnSeparator(model, device="cpu").precision == expected
+    assert BsrnnSeparator(model, device="cpu", precision="auto").precision == expected
+    assert BsrnnSeparator(model, device="cpu").precision == "fp32"  # the default
     assert resolve_precision("auto", "cuda") == "fp32"
     with pytest.raises(ValueError, match="precision is one of"):
         BsrnnSeparator(model, device="cpu", precision="fp16")
