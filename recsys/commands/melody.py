@@ -275,7 +275,8 @@ def bench_qbh(
     separator: str = typer.Option("auto", help="'auto' (bsrnn, else repet_sim), a separator "
                                   "name, 'clean' for the clean vocal stems, or a BSRNN "
                                   ".safetensors file (a candidate before it ships); "
-                                  "append ',shifts=2' to average 2 shifted BSRNN passes."),
+                                  "append ',shifts=2' to average 2 shifted BSRNN passes, "
+                                  "',precision=bf16' to run them in bfloat16."),
     model: str = typer.Option("tcae", help="Melody encoder (registry name)."),
     max_queries: int = typer.Option(0, help="At most this many queries (0: all)."),
     rerank_k: int = typer.Option(0, help="Tracks re-ranked by DTW (0: the search service's "

@@ -141,7 +141,7 @@ def train_timbre(
                                "sees) or the 'clean' vocal stems (for comparison)."),
     separator: str = typer.Option("auto", help="'auto' (BSRNN, else REPET-SIM), a name, "
                                   "or a BSRNN .safetensors file ('...,shifts=2': "
-                                  "2 shifted BSRNN passes)."),
+                                  "2 shifted BSRNN passes; ',precision=bf16')."),
     steps: int = typer.Option(3000, help="Optimiser steps."),
     singers_per_batch: int = typer.Option(16, help="Singers per batch (2 windows each)."),
     windows_per_track: int = typer.Option(8, help="Voiced windows cached per training song."),
@@ -376,7 +376,7 @@ def train_gender(
                                         "shipped)."),
     separator: str = typer.Option("auto", help="'auto' (BSRNN, else REPET-SIM), a name, "
                                   "or a BSRNN .safetensors file ('...,shifts=2': "
-                                  "2 shifted BSRNN passes)."),
+                                  "2 shifted BSRNN passes; ',precision=bf16')."),
     pitch: bool = typer.Option(True, help="Offer the track's median sung pitch as a second "
                                "input (kept only if cross-validation prefers it)."),
     windows_per_track: int = typer.Option(12, help="Voiced windows per song (12 = all of a "
@@ -430,7 +430,7 @@ def bench_singer(
     weights: Path | None = typer.Option(None, help="Encoder weights (default: shipped)."),
     separator: str = typer.Option("auto", help="'auto' (BSRNN, else REPET-SIM), a name, "
                                   "or a BSRNN .safetensors file ('...,shifts=2': "
-                                  "2 shifted BSRNN passes)."),
+                                  "2 shifted BSRNN passes; ',precision=bf16')."),
     cache: Path = typer.Option(DEFAULT_CACHE, help="Where separated vocals are cached."),
     gender_train_max: int = typer.Option(100, help="Train songs the baselines' gender "
                                          "classifiers are fitted on."),
