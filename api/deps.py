@@ -71,7 +71,8 @@ ApiKeyDep = Annotated[str, Depends(require_api_key)]
 # ids and offsets are 64-bit integers in SQL; a larger number is a 422, not a driver error
 MAX_INT64 = 2**63 - 1
 FILTER_LIMITS = (f"At most {MAX_DEPTH} levels deep, {MAX_CONDITIONS} conditions and "
-                 f"{MAX_ANY} `any` values.")
+                 f"{MAX_ANY} `any` values; a tag the catalog does not know (GET /tags) is a "
+                 "400.")
 
 
 def parse_filter(raw: str | dict | None) -> dict | None:
