@@ -177,6 +177,11 @@ def _atomic(path: Path, write) -> None:
 
 
 PRECISIONS = ("auto", "fp32", "bf16")
+# how the shipped weights run by default (ingest, `recsys separate`, the benches): two passes
+# on shifted frame grids, in bfloat16 where the CPU has it; chosen in session 28 by a rule
+# written down before measuring (README)
+DEFAULT_SHIFTS = 2
+DEFAULT_PRECISION = "auto"
 
 
 def cpu_has_bf16() -> bool:
@@ -202,9 +207,10 @@ def resolve_precision(precision: str, device: str) -> str:
 class BsrnnSeparator:
     """:class:`embeddings.base.Separator` around a BSRNN, run in cross-faded chunks.
 
-    ``precision="bf16"`` runs the network (not the STFTs) under bfloat16 autocast, about 1.4x
-    faster on a CPU with native bfloat16 (README, session 28); ``"auto"`` picks it where the
-    CPU has it; ``"fp32"`` (the default) is the precision the benchmarks were measured in."""
+    ``precision="bf16"`` runs the network (not the STFTs) under bfloat16 autocast, about 1.3x
+    faster on a CPU with native bfloat16 and as accurate (BENCHMARKS.md, session 28);
+    ``"auto"`` picks it where the CPU has it. The shipped default is ``DEFAULT_SHIFTS`` and
+    ``DEFAULT_PRECISION`` (``load_pretrained``); this class's defaults are one float32 pass."""
 
     name = "bsrnn"
 
@@ -280,8 +286,9 @@ class BsrnnSeparator:
         return out[0], out[1]
 
 
-def load_pretrained(name: str | None = None, device: str = "auto", shifts: int = 1,
-                    precision: str = "fp32") -> BsrnnSeparator:
+def load_pretrained(name: str | None = None, device: str = "auto",
+                    shifts: int = DEFAULT_SHIFTS,
+                    precision: str = DEFAULT_PRECISION) -> BsrnnSeparator:
     """The shipped weights: ``name`` (e.g. ``"bsrnn-cpu"``) or, by default, whichever of
     ``DEFAULT_WEIGHTS`` scored the higher validation SDR (``val_sdr`` in its JSON, measured
     by ``recsys train separator`` on the corpus' val split); ``shifts`` as in

@@ -12,9 +12,11 @@ output arrays included; ``peak_mem_stream_mb``, for separators that stream, the 
 written to disk segment by segment as `recsys separate` does).
 Instrumental songs are skipped: their vocals SDR is undefined.
 
-A candidate's weights (``separator``, a ``.safetensors`` path) take the ``bsrnn`` row, so a
-model can be scored before it ships; ``shifts`` adds a ``bsrnn_shifts{S}`` row per S, the
-``bsrnn`` row's weights averaged over S shifted passes (``recsys separate --shifts S``).
+The ``bsrnn`` rows run as shipped (``load_pretrained``: ``DEFAULT_SHIFTS`` shifted passes,
+``DEFAULT_PRECISION``) unless ``precision`` is given. A candidate's weights (``separator``, a
+``.safetensors`` path) take the ``bsrnn`` row, so a model can be scored before it ships;
+``shifts`` adds a ``bsrnn_shifts{S}`` row per other S, the ``bsrnn`` row's weights averaged
+over S shifted passes (``recsys separate --shifts S``; S = 1 is one plain pass).
 ``singers`` keeps only songs by singers the shipped weights heard in training, or only
 those by singers they never heard (``split="all"`` on a corpus no model trains on measures
 unheard voices without touching the test split).
@@ -74,32 +76,35 @@ def songs_to_score(songs, split: str, singers: str, singers_heard: set[str],
     return kept
 
 
-def _load_separator(system: str, weights: str | None = None, precision: str = "fp32"):
-    """The separator of a row: ``bsrnn_shifts4`` is the ``bsrnn`` row's with 4 shifts; BSRNN
-    rows run in ``precision`` (``BsrnnSeparator``)."""
+def _load_separator(system: str, weights: str | None = None, precision: str | None = None):
+    """The separator of a row: ``bsrnn`` runs as shipped (``load_pretrained``'s default
+    shifts), ``bsrnn_shifts4`` with 4 shifts; BSRNN rows run in ``precision`` (default: as
+    shipped)."""
     from embeddings.separation.baselines import MixtureAsEstimate, RepetSim
-    from embeddings.separation.bsrnn import load_pretrained
+    from embeddings.separation.bsrnn import DEFAULT_PRECISION, DEFAULT_SHIFTS, load_pretrained
 
     if system == "mixture":
         return MixtureAsEstimate()
     if system == "repet_sim":
         return RepetSim()
     system, _, shifts = system.partition("_shifts")
+    passes = int(shifts) if shifts else DEFAULT_SHIFTS
+    precision = precision or DEFAULT_PRECISION
     if system == "bsrnn" and weights:
-        return separator_from_file(Path(weights), shifts=int(shifts or 1),
-                                   precision=precision)[1]
-    return load_pretrained(WEIGHTS[system], shifts=int(shifts or 1), precision=precision)
+        return separator_from_file(Path(weights), shifts=passes, precision=precision)[1]
+    return load_pretrained(WEIGHTS[system], shifts=passes, precision=precision)
 
 
 def run(corpus_dir: str | Path, split: str = "test", max_songs: int = 0,
         long_minutes: float = 10.0, threads: int = 2, progress: bool = False,
         separator: Path | None = None, singers: str = "all",
-        shifts: tuple[int, ...] = (), precision: str = "fp32") -> BenchResult:
+        shifts: tuple[int, ...] = (), precision: str | None = None) -> BenchResult:
     """Score every system on the split's songs with vocals (``split="all"``: every song);
     see the module docstring for ``separator`` and ``singers``."""
     from embeddings.audio import SAMPLE_RATE, load
     from embeddings.registry import WEIGHTS_DIR
     from embeddings.separation.baselines import oracle_irm
+    from embeddings.separation.bsrnn import DEFAULT_SHIFTS
     from recsys.corpus import Corpus
 
     corpus = Corpus(corpus_dir)
@@ -108,7 +113,8 @@ def run(corpus_dir: str | Path, split: str = "test", max_songs: int = 0,
                or (WEIGHTS_DIR / f"{WEIGHTS[s]}.safetensors").exists()]
     if shifts and "bsrnn" in systems:
         at = systems.index("bsrnn") + 1
-        systems[at:at] = [f"bsrnn_shifts{s}" for s in sorted(set(shifts)) if s > 1]
+        systems[at:at] = [f"bsrnn_shifts{s}" for s in sorted(set(shifts))
+                          if s != DEFAULT_SHIFTS]
     # never score on a tune (or, on `test`, a singer) any shipped weights were trained on,
     # even when the weights came from another corpus build
     candidates = [s for s in corpus.songs(None if split == "all" else split)
@@ -193,7 +199,9 @@ def run(corpus_dir: str | Path, split: str = "test", max_songs: int = 0,
         notes["bsrnn"] = f"candidate weights {weights} ({separators['bsrnn'].version})"
     bsrnn_rows = [s for s in systems if s.startswith("bsrnn")]
     if bsrnn_rows:
-        notes["precision"] = ", ".join(f"{s}: {separators[s].precision}" for s in bsrnn_rows)
+        notes["inference"] = ", ".join(
+            f"{s}: {separators[s].shifts} pass{'es' if separators[s].shifts > 1 else ''}, "
+            f"{separators[s].precision}" for s in bsrnn_rows)
     if any("_shifts" in s for s in systems):
         notes["bsrnn_shifts"] = ("bsrnn_shiftsS: the bsrnn row's weights, vocals averaged "
                                  "over S passes delayed by i*hop/S samples (i = 0..S-1)")
@@ -204,15 +212,16 @@ def run(corpus_dir: str | Path, split: str = "test", max_songs: int = 0,
 
 
 def peak_memory_mb(system: str, source: Path, minutes: float, threads: int,
-                   weights: str | None = None, precision: str = "fp32") -> dict:
+                   weights: str | None = None, precision: str | None = None) -> dict:
     """Extra peak resident memory (MB) of separating a ``minutes``-long file, in a subprocess:
     ``peak_mb`` for ``separate()`` (both outputs in memory) and, for separators that stream,
     ``stream_peak_mb`` for the streamed path `recsys separate` takes."""
     code = ("import sys, json; from recsys.bench.separation import _child; "
             "print(json.dumps(_child(sys.argv[1], sys.argv[2], float(sys.argv[3]), "
-            "int(sys.argv[4]), sys.argv[5] or None, sys.argv[6])))")
+            "int(sys.argv[4]), sys.argv[5] or None, sys.argv[6] or None)))")
     proc = subprocess.run([sys.executable, "-c", code, system, str(source), str(minutes),
-                           str(threads), weights or "", precision], capture_output=True, text=True,
+                           str(threads), weights or "", precision or ""], capture_output=True,
+                          text=True,
                           timeout=3600)
     if proc.returncode != 0:
         raise RuntimeError(f"peak-memory run of {system} failed: {proc.stderr[-2000:]}")
@@ -220,7 +229,7 @@ def peak_memory_mb(system: str, source: Path, minutes: float, threads: int,
 
 
 def _child(system: str, source: str, minutes: float, threads: int,
-           weights: str | None = None, precision: str = "fp32") -> dict:
+           weights: str | None = None, precision: str | None = None) -> dict:
     import gc
     import os
     import tempfile

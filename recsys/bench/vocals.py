@@ -17,7 +17,8 @@ def resolve_separator(name: str):
     weights (a candidate before it ships, e.g. ``runs/separator/best.safetensors``).
     ``bsrnn`` or a weights path may end in options: ``,shifts=S`` averages S shifted passes
     (``BsrnnSeparator.separate_batch``), ``,precision=fp32|bf16|auto`` sets the arithmetic
-    (``BsrnnSeparator``; default fp32), e.g. ``bsrnn,shifts=2,precision=bf16``.
+    (``BsrnnSeparator``); unset, they are the shipped default's (``load_pretrained``), e.g.
+    ``bsrnn,shifts=1,precision=fp32`` for one float32 pass.
     Returns ``(label, separator or None)``; ``label`` is the separator's version and names
     its cache folder."""
     from embeddings.registry import load_separator
@@ -74,11 +75,14 @@ def _split_options(name: str) -> tuple[str, dict]:
         name = base
 
 
-def separator_from_file(path: Path, shifts: int = 1, precision: str = "fp32"):
+def separator_from_file(path: Path, shifts: int | None = None, precision: str | None = None):
     """``(version, BsrnnSeparator)`` of BSRNN weights at ``path`` (a candidate not shipped
-    yet), run with ``shifts`` passes in ``precision``; a missing or unreadable file is a
-    ``RuntimeError`` that names it."""
-    from embeddings.separation.bsrnn import BsrnnSeparator
+    yet), run with ``shifts`` passes in ``precision`` (default: as the shipped weights run);
+    a missing or unreadable file is a ``RuntimeError`` that names it."""
+    from embeddings.separation.bsrnn import DEFAULT_PRECISION, DEFAULT_SHIFTS, BsrnnSeparator
+
+    shifts = DEFAULT_SHIFTS if shifts is None else shifts
+    precision = precision or DEFAULT_PRECISION
 
     if not path.is_file() or not path.with_suffix(".json").is_file():
         raise RuntimeError(f"no BSRNN weights at {path} (it needs {path.name} and "

@@ -297,9 +297,11 @@ def separate(
     device: str = typer.Option("auto", help="'auto', 'cpu' or 'cuda'."),
     max_minutes: float = typer.Option(240.0, min=0.01, help="Longest input accepted."),
     threads: int = typer.Option(2, min=1, help="CPU threads for torch."),
-    shifts: int = typer.Option(1, min=1, max=16, help="bsrnn: average this many passes on "
-                               "shifted STFT frame grids (S times slower; see BENCHMARKS.md)."),
-    precision: str = typer.Option("fp32", help="bsrnn: 'fp32', 'bf16' (faster on a CPU with "
+    # 2 is bsrnn.DEFAULT_SHIFTS, written out so that `--help` need not import torch
+    shifts: int = typer.Option(2, min=1, max=16, help="bsrnn: average this many passes on "
+                               "shifted STFT frame grids (S times the compute of one; 1: "
+                               "fastest; see BENCHMARKS.md)."),
+    precision: str = typer.Option("auto", help="bsrnn: 'fp32', 'bf16' (faster on a CPU with "
                                   "native bfloat16) or 'auto' (bf16 where the CPU has it)."),
 ):
     """Separate vocals from accompaniment; the model loads once for all FILES. Long files
@@ -310,14 +312,19 @@ def separate(
 
     from embeddings.audio import SAMPLE_RATE, AudioError, load
     from embeddings.registry import UnknownModelError, load_separator
-    from embeddings.separation.bsrnn import PRECISIONS, BsrnnSeparator, load_pretrained
+    from embeddings.separation.bsrnn import (
+        DEFAULT_SHIFTS,
+        PRECISIONS,
+        BsrnnSeparator,
+        load_pretrained,
+    )
     from embeddings.separation.infer import write_stems
 
     torch.set_num_threads(threads)
     dev = device_option(device)
     if out.exists() and not out.is_dir():
         fail(f"--out {out} is a file, not a folder")
-    if shifts > 1 and model != "bsrnn":
+    if shifts != DEFAULT_SHIFTS and model != "bsrnn":
         fail(f"--shifts applies to the bsrnn model only, not {model}")
     if precision not in PRECISIONS:
         fail(f"--precision is one of {', '.join(PRECISIONS)}, not {precision!r}")
@@ -387,10 +394,12 @@ def bench_separation(
                    "runs/separator/best.safetensors, scored before they ship."),
     singers: str = typer.Option("all", help="all, heard or unseen: only songs by singers "
                                 "the shipped weights heard in training, or never heard."),
-    shifts: list[int] = typer.Option([], min=2, max=16, help="Also score the bsrnn row's "
-                                     "weights with S shifted passes (repeatable)."),
-    precision: str = typer.Option("fp32", help="Arithmetic of the BSRNN rows: 'fp32', 'bf16' "
-                                  "or 'auto' (bf16 on a CPU with native bfloat16)."),
+    shifts: list[int] = typer.Option([], min=1, max=16, help="Also score the bsrnn row's "
+                                     "weights with S shifted passes (repeatable; 1: one "
+                                     "plain pass)."),
+    precision: str = typer.Option(None, help="Arithmetic of the BSRNN rows: 'fp32', 'bf16' "
+                                  "or 'auto' (bf16 on a CPU with native bfloat16); default: "
+                                  "as shipped (auto)."),
 ):
     """mixture, repet_sim, bsrnn, bsrnn_semi and oracle_irm side by side: BSSEval v4 SDR
     (museval, 1 s frames), SI-SDR, real-time factor and peak memory of a long file.

@@ -42,11 +42,11 @@ def test_separate_writes_both_stems_and_reports_bad_audio(tmp_path, monkeypatch)
     assert not list(out.glob(".*"))  # no temporary files left behind
     assert not (out / "broken.vocals.wav").exists()
 
-    shifted = CliRunner().invoke(app, ["separate", str(good), "--out", str(tmp_path / "s2"),
-                                       "--threads", "1", "--shifts", "2"])
-    assert shifted.exit_code == 0, shifted.output
-    vocals2, _ = sf.read(tmp_path / "s2" / "song one.vocals.wav")
-    assert len(vocals2) == len(vocals) and not np.allclose(vocals2, vocals)
+    one_pass = CliRunner().invoke(app, ["separate", str(good), "--out", str(tmp_path / "s1"),
+                                        "--threads", "1", "--shifts", "1"])
+    assert one_pass.exit_code == 0, one_pass.output
+    vocals1, _ = sf.read(tmp_path / "s1" / "song one.vocals.wav")
+    assert len(vocals1) == len(vocals) and not np.allclose(vocals1, vocals)
 
 
 def test_separate_with_the_repet_sim_baseline(tmp_path):
@@ -178,12 +178,15 @@ def test_a_separator_name_takes_a_shifts_suffix(tmp_path):
 
     path = tmp_path / "best.safetensors"
     BSRNN(BSRNNConfig.named("tiny")).save(path, version="bsrnn-candidate", val_sdr=1.0)
-    plain, _ = resolve_separator(str(path))
+    plain, sep = resolve_separator(f"{path},shifts=1,precision=fp32")
+    assert sep.shifts == 1 and sep.precision == "fp32"
     label, sep = resolve_separator(f"{path},shifts=2,precision=fp32")
-    assert sep.shifts == 2 and sep.precision == "fp32"
-    assert label == f"{plain.removesuffix('-bf16')}-shifts2"  # its own cache folder
-    label, sep = resolve_separator(f"{path},precision=bf16")
-    assert sep.precision == "bf16" and label.endswith("-bf16") and sep.shifts == 1
+    assert sep.shifts == 2 and label == f"{plain}-shifts2"  # its own cache folder
+    label, sep = resolve_separator(f"{path},precision=bf16,shifts=1")
+    assert sep.precision == "bf16" and label == f"{plain}-bf16"
+    _, sep = resolve_separator(str(path))  # a candidate runs as the shipped weights do
+    assert sep.shifts == bsrnn.DEFAULT_SHIFTS
+    assert sep.precision == bsrnn.resolve_precision(bsrnn.DEFAULT_PRECISION, "cpu")
     for bad in (f"{path},shifts=two", f"{path},shifts=0", "repet_sim,shifts=2"):
         with pytest.raises(typer.BadParameter, match="shifts"):
             separator_option(bad)
@@ -215,7 +218,7 @@ def test_separate_refuses_clashing_names_a_file_as_out_and_an_unknown_device(tmp
          "would both write song.vocals.wav"),
         (["separate", str(song), "--out", str(song), "--model", "mixture"], "is a file"),
         (["separate", str(song), "--out", str(out), "--device", "gpu"], "unknown device"),
-        (["separate", str(song), "--out", str(out), "--model", "repet_sim", "--shifts", "2"],
+        (["separate", str(song), "--out", str(out), "--model", "repet_sim", "--shifts", "3"],
          "bsrnn model only"),
         (["separate", str(song), "--out", str(out), "--precision", "fp16"],
          "--precision is one of"),
@@ -292,16 +295,17 @@ def test_separation_bench_scores_candidate_weights_on_unheard_singers(tiny_corpu
     BSRNN(BSRNNConfig.named("tiny")).save(path, version="bsrnn-candidate", val_sdr=1.0)
 
     result = separation.run(tiny_corpus, split="all", max_songs=1, long_minutes=0.02,
-                            threads=1, separator=path, singers="unseen", shifts=(2,),
+                            threads=1, separator=path, singers="unseen", shifts=(1,),
                             precision="fp32")
     assert result.n_items == 1 and unheard
     assert result.notes["bsrnn"].startswith(f"candidate weights {path} (bsrnn-candidate-")
     assert result.notes["singers"] == "unseen"
-    assert result.notes["precision"].startswith("bsrnn: fp32, bsrnn_shifts2: fp32")
-    assert {"bsrnn", "bsrnn_shifts2", "oracle_irm", "mixture"} <= set(result.systems)
+    assert result.notes["inference"].startswith(
+        f"bsrnn: {bsrnn.DEFAULT_SHIFTS} passes, fp32, bsrnn_shifts1: 1 pass, fp32")
+    assert {"bsrnn", "bsrnn_shifts1", "oracle_irm", "mixture"} <= set(result.systems)
     assert result.systems["bsrnn"]["realtime_factor"] > 0
-    assert result.systems["bsrnn_shifts2"]["peak_mem_mb"] > 0
-    assert result.systems["bsrnn_shifts2"]["vocals_sdr"] != result.systems["bsrnn"]["vocals_sdr"]
+    assert result.systems["bsrnn_shifts1"]["peak_mem_mb"] > 0
+    assert result.systems["bsrnn_shifts1"]["vocals_sdr"] != result.systems["bsrnn"]["vocals_sdr"]
 
     bad = CliRunner().invoke(app, ["bench", "separation", "--corpus", str(tiny_corpus),
                                    "--split", "all", "--separator",
