@@ -219,9 +219,8 @@ def peak_memory_mb(system: str, source: Path, minutes: float, threads: int,
     code = ("import sys, json; from recsys.bench.separation import _child; "
             "print(json.dumps(_child(sys.argv[1], sys.argv[2], float(sys.argv[3]), "
             "int(sys.argv[4]), sys.argv[5] or None, sys.argv[6] or None)))")
-    proc = subprocess.run([sys.executable, "-c", code, system, str(source), str(minutes),
-                           str(threads), weights or "", precision or ""], capture_output=True,
-                          text=True,
+    args = [system, str(source), str(minutes), str(threads), weights or "", precision or ""]
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
                           timeout=3600)
     if proc.returncode != 0:
         raise RuntimeError(f"peak-memory run of {system} failed: {proc.stderr[-2000:]}")
